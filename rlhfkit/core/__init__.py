@@ -1,0 +1,1 @@
+"""Shared core: settings, model registry, atomic file writes. The bottom layer: it imports no other rlhfkit package."""

@@ -1,0 +1,29 @@
+"""Where rlhfkit keeps its files.
+
+`RLHFKIT_HOME` (environment) wins; otherwise the platform's user cache dir (`~/.cache/rlhfkit` on Linux).
+Converted models, the Label Studio data dir and generated tokens live under it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from platformdirs import user_cache_dir
+
+HOME_ENV = "RLHFKIT_HOME"
+
+
+def rlhfkit_home() -> Path:
+    """The rlhfkit home folder, created if missing."""
+    raw = os.environ.get(HOME_ENV)
+    home = Path(raw).expanduser() if raw else Path(user_cache_dir("rlhfkit"))
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def models_dir() -> Path:
+    """Folder of converted models (one sub-folder per model)."""
+    path = rlhfkit_home() / "models"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
