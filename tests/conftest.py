@@ -1,0 +1,24 @@
+"""Shared test set-up: offline Hugging Face, paths of the shared reference data (read in place, never copied)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Nothing may download at run time; make any accidental hub access fail fast instead of hanging.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+HH_PATH = SHARED_DATA / "hh-rlhf-helpful-base" / "test.jsonl.gz"
+PANDALM_PATH = SHARED_DATA / "pandalm" / "testset-v1.json"
+IFEVAL_PATH = SHARED_DATA / "ifeval" / "input_data.jsonl"
+
+
+def needs(path: Path):
+    """Skip a test when a piece of shared reference data is absent (it sits beside the checkout, not in it)."""
+    return pytest.mark.skipif(not path.exists(), reason=f"shared data not found: {path}")
