@@ -1,0 +1,109 @@
+"""Import a file into a preference store: all rows or none (`on_error="fail"`), or the valid rows with the rejected
+ones written, with their reasons, to a quarantine file (`on_error="quarantine"`).
+
+Either way the store changes atomically: a crash mid-import leaves it as it was.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from preference.errors import DataError, Issue
+from preference.importers import ImportOptions, RowResult, detect_format, read_preferences
+from preference.store import PreferenceStore
+from rlhfkit.core.atomic import atomic_path
+
+OnError = Literal["fail", "quarantine"]
+
+
+@dataclasses.dataclass
+class ImportReport:
+    file: str
+    format: str
+    rows_read: int = 0
+    rows_rejected: int = 0
+    records_imported: int = 0
+    errors: list[Issue] = dataclasses.field(default_factory=list)
+    warnings: list[Issue] = dataclasses.field(default_factory=list)
+    flags: Counter[str] = dataclasses.field(default_factory=Counter)
+    quarantine: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "file": self.file, "format": self.format, "rows_read": self.rows_read,
+            "rows_rejected": self.rows_rejected, "records_imported": self.records_imported,
+            "errors": len(self.errors), "warnings": len(self.warnings), "flags": dict(self.flags),
+            "quarantine": self.quarantine,
+        }
+
+
+def scan(path: Path, format: str | None, options: ImportOptions,
+         on_row: Callable[[RowResult], None] | None = None) -> tuple[str, list[RowResult]]:
+    """Read the whole file (no store involved); used by `validate` and `stats` too."""
+    fmt = format or detect_format(path, options)
+    results = []
+    for result in read_preferences(path, fmt, options):
+        results.append(result)
+        if on_row:
+            on_row(result)
+    return fmt, results
+
+
+def import_file(
+    path: str | Path,
+    store: PreferenceStore,
+    format: str | None = None,
+    options: ImportOptions | None = None,
+    on_error: OnError = "fail",
+    quarantine_path: str | Path | None = None,
+    on_row: Callable[[RowResult], None] | None = None,
+) -> ImportReport:
+    """Import `path` into `store`. With on_error="fail", any error raises `DataError` listing every problem and
+    nothing is written."""
+    if on_error not in ("fail", "quarantine"):
+        raise ValueError(f"on_error must be 'fail' or 'quarantine', not {on_error!r}")
+    path = Path(path)
+    options = options or ImportOptions()
+    fmt, results = scan(path, format, options, on_row)
+    report = ImportReport(file=str(path), format=fmt)
+    rejected: list[RowResult] = []
+    for result in results:
+        report.rows_read += 1
+        report.warnings += [issue for issue in result.issues if issue.severity == "warning"]
+        if not result.ok:
+            report.errors += [issue for issue in result.issues if issue.severity == "error"]
+            rejected.append(result)
+        for record in result.records:
+            report.flags.update(record.metadata.get("flags", []))
+    report.rows_rejected = len(rejected)
+    if rejected and on_error == "fail":
+        raise DataError(report.errors, f"{path}: {len(rejected)} of {report.rows_read} rows have errors; nothing was "
+                        "imported (use --on-error quarantine to import the valid rows)")
+    if rejected:
+        target = Path(quarantine_path) if quarantine_path else default_quarantine_path(store, path)
+        write_quarantine(rejected, target)
+        report.quarantine = str(target)
+    report.records_imported = store.append((r for result in results if result.ok for r in result.records),
+                                           note=f"import {path.name} ({fmt})")
+    return report
+
+
+def default_quarantine_path(store: PreferenceStore, source: Path) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    return store.path / "quarantine" / f"{source.name}.{stamp}.rejected.jsonl"
+
+
+def write_quarantine(rejected: list[RowResult], target: Path) -> None:
+    """Rejected rows, one JSON object per line: where, why, and the original text."""
+    with atomic_path(target) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        for result in rejected:
+            entry = {"file": result.file, "line": result.line,
+                     "issues": [issue.as_dict() for issue in result.issues if issue.severity == "error"],
+                     "raw": result.raw}
+            handle.write(json.dumps(entry, ensure_ascii=False) + "\n")

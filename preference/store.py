@@ -1,0 +1,186 @@
+"""A preference store: a folder of Parquet shards plus a manifest, loadable as a `datasets.Dataset`.
+
+    my-prefs/
+      store.json              manifest: format, version, the list of committed shards
+      data/part-00000-<id>.parquet
+
+Appends write new shards and then swap the manifest atomically; old shards are never rewritten. A shard that is not
+in the manifest (a crash mid-append) is invisible and removed by the next append. A judgment written again with the
+same `judgment_id` (an edited annotation) supersedes the earlier one when the store is read.
+
+The one way to load: `load_preferences(path)` (or `PreferenceStore(path).load()`), which returns a `datasets.Dataset`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from preference.schema import COLUMNS, PreferenceRecord, now_iso
+from rlhfkit.core.atomic import atomic_path, atomic_write_text
+
+MANIFEST = "store.json"
+FORMAT = "rlhfkit-preferences"
+VERSION = 1
+SCHEMA = pa.schema([pa.field(name, pa.string(), nullable=True) for name in COLUMNS])
+SHARD_ROWS = 50_000
+
+
+class StoreError(ValueError):
+    """The folder is not a usable preference store."""
+
+
+class PreferenceStore:
+    """Append-only preference store at `path` (created on first append)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    # -- reading ---------------------------------------------------------------------------------------------------
+    @staticmethod
+    def is_store(path: str | Path) -> bool:
+        return (Path(path) / MANIFEST).is_file()
+
+    def manifest(self) -> dict[str, Any]:
+        file = self.path / MANIFEST
+        if not file.is_file():
+            return {"format": FORMAT, "version": VERSION, "shards": []}
+        try:
+            manifest = json.loads(file.read_text("utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise StoreError(f"{file}: manifest is not valid JSON ({exc})") from exc
+        if manifest.get("format") != FORMAT:
+            raise StoreError(f"{file}: not an rlhfkit preference store (format={manifest.get('format')!r})")
+        if manifest.get("version", 0) > VERSION:
+            raise StoreError(f"{file}: store version {manifest['version']} is newer than this rlhfkit reads ({VERSION})")
+        return manifest
+
+    def shard_paths(self) -> list[Path]:
+        return [self.path / shard["file"] for shard in self.manifest()["shards"]]
+
+    def table(self) -> pa.Table:
+        """All current judgments as an Arrow table (a superseded judgment is dropped, the latest kept)."""
+        tables = [pq.read_table(path, schema=SCHEMA) for path in self.shard_paths()]
+        if not tables:
+            return SCHEMA.empty_table()
+        table = pa.concat_tables(tables)
+        ids = table.column("judgment_id").to_pylist()
+        last = {judgment: index for index, judgment in enumerate(ids)}
+        if len(last) == len(ids):
+            return table
+        keep = sorted(last.values())
+        return table.take(pa.array(keep))
+
+    def load(self):  # -> datasets.Dataset (imported lazily: `datasets` is slow to import)
+        from datasets import Dataset
+
+        return Dataset(self.table())
+
+    def records(self) -> Iterator[PreferenceRecord]:
+        for row in self.table().to_pylist():
+            yield PreferenceRecord.from_row(row)
+
+    def __len__(self) -> int:
+        return self.table().num_rows
+
+    # -- writing ---------------------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.path / ".lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def writer(self, note: str = "") -> Iterator[ShardWriter]:
+        """Write records in shards; they become visible together when the block ends without an exception."""
+        with self._lock():
+            manifest = self.manifest()
+            self._remove_orphans(manifest)
+            writer = ShardWriter(self.path, len(manifest["shards"]))
+            try:
+                yield writer
+                writer.flush()
+            except BaseException:
+                writer.discard()
+                raise
+            if writer.shards:
+                for shard in writer.shards:
+                    shard.update(created=now_iso(), note=note)
+                manifest["shards"].extend(writer.shards)
+                atomic_write_text(self.path / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+
+    def append(self, records: Iterable[PreferenceRecord], note: str = "") -> int:
+        """Append records atomically (all or nothing); returns how many were written."""
+        with self.writer(note) as writer:
+            for record in records:
+                writer.add(record)
+        return writer.count
+
+    def _remove_orphans(self, manifest: dict[str, Any]) -> None:
+        listed = {shard["file"] for shard in manifest["shards"]}
+        for path in (self.path / "data").glob("part-*.parquet"):
+            if f"data/{path.name}" not in listed:
+                path.unlink(missing_ok=True)
+
+
+class ShardWriter:
+    """Buffers records and writes full shards under temporary-then-final names (see `PreferenceStore.writer`)."""
+
+    def __init__(self, root: Path, first_index: int):
+        self.root = root
+        self.index = first_index
+        self.buffer: list[dict[str, Any]] = []
+        self.shards: list[dict[str, Any]] = []
+        self.count = 0
+
+    def add(self, record: PreferenceRecord) -> None:
+        self.buffer.append(record.to_row())
+        self.count += 1
+        if len(self.buffer) >= SHARD_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.buffer:
+            return
+        name = f"data/part-{self.index:05d}-{uuid.uuid4().hex[:8]}.parquet"
+        with atomic_path(self.root / name) as tmp:
+            pq.write_table(pa.Table.from_pylist(self.buffer, schema=SCHEMA), tmp, compression="zstd")
+        self.shards.append({"file": name, "rows": len(self.buffer)})
+        self.index += 1
+        self.buffer = []
+
+    def discard(self) -> None:
+        for shard in self.shards:
+            (self.root / shard["file"]).unlink(missing_ok=True)
+        self.shards, self.buffer = [], []
+
+
+def load_preferences(path: str | Path):
+    """Load a preference store as a `datasets.Dataset` (one row per current judgment)."""
+    store = PreferenceStore(path)
+    if not store.is_store(path):
+        raise StoreError(f"{path}: not a preference store (no {MANIFEST}); create one with `rlhfkit data import`")
+    return store.load()
+
+
+def save_preferences(records: Iterable[PreferenceRecord], path: str | Path, note: str = "") -> PreferenceStore:
+    """Write `records` to a new store at `path` (refuses to overwrite an existing store's data)."""
+    store = PreferenceStore(path)
+    if store.is_store(path) and store.manifest()["shards"]:
+        raise StoreError(f"{path}: a store with data already exists; append to it or choose another folder")
+    store.append(records, note)
+    if not store.is_store(path):  # nothing written: still leave an empty, valid store
+        atomic_write_text(store.path / MANIFEST, json.dumps(store.manifest(), indent=1) + "\n")
+    return store
