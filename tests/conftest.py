@@ -13,6 +13,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parents[1]
+# Tests never touch the user's cache: converted models persist across test runs under the (git-ignored) repo cache.
+os.environ.setdefault("RLHFKIT_HOME", str(REPO / ".cache" / "test-home"))
 SHARED_DATA = REPO.parent / "shared" / "data"
 HH_PATH = SHARED_DATA / "hh-rlhf-helpful-base" / "test.jsonl.gz"
 PANDALM_PATH = SHARED_DATA / "pandalm" / "testset-v1.json"
