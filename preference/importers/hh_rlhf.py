@@ -8,6 +8,7 @@ reported by the import, and dropped by the exporters unless asked otherwise.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,6 +71,5 @@ def convert(row: dict[str, Any], ctx: RowContext, options: ImportOptions) -> tup
 
 
 def read(path: Path, options: ImportOptions) -> Iterator[RowResult]:
-    if options.annotator is None:
-        options.annotator = "hh-rlhf"
+    options = dataclasses.replace(options, annotator=options.annotator or "hh-rlhf")
     return convert_rows(path, options, convert, default_degenerate="flag")

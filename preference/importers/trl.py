@@ -7,6 +7,7 @@ metadata. See https://huggingface.co/docs/trl/dataset_formats.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,5 @@ def convert(row: dict[str, Any], ctx: RowContext, options: ImportOptions) -> tup
 
 
 def read(path: Path, options: ImportOptions) -> Iterator[RowResult]:
-    if options.annotator is None:
-        options.annotator = f"trl:{path.name}"
+    options = dataclasses.replace(options, annotator=options.annotator or f"trl:{path.name}")
     return convert_rows(path, options, convert, default_degenerate="error", required=("chosen", "rejected"))

@@ -100,5 +100,7 @@ def run_quickstart(workdir: str | Path, n_prompts: int = 60, seed: int = 0) -> T
     for column in ("stage", "seconds", "result"):
         table.add_column(column, overflow="fold")
     for name, entry in manifest["stages"].items():
-        table.add_row(name, f"{entry['seconds']:.2f}", json.dumps(entry["result"]))
+        result = {key: round(value, 3) if isinstance(value, float) else value for key, value in entry["result"].items()}
+        table.add_row(name, f"{entry['seconds']:.2f}", json.dumps(result))
+    table.caption = f"metrics: {work / 'metrics.json'}"
     return table
