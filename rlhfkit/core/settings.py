@@ -27,3 +27,21 @@ def models_dir() -> Path:
     path = rlhfkit_home() / "models"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+LABEL_STUDIO_VENV_ENV = "RLHFKIT_LABEL_STUDIO_VENV"
+
+
+def label_studio_dir() -> Path:
+    """Label Studio's files: data dir (SQLite, media), its HOME, generated credentials."""
+    path = rlhfkit_home() / "labelstudio"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def label_studio_venv() -> Path:
+    """The Label Studio server's own virtualenv (it pins openai<2, which conflicts with dspy's litellm).
+
+    `RLHFKIT_LABEL_STUDIO_VENV` wins (the Makefile points it at the checkout's `.venv-labelstudio`)."""
+    raw = os.environ.get(LABEL_STUDIO_VENV_ENV)
+    return Path(raw).expanduser() if raw else label_studio_dir() / "venv"

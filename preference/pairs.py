@@ -1,0 +1,89 @@
+"""Unlabeled pairs: what annotators (people in Label Studio, verifiers, reward models, judges) are asked to judge.
+
+A pairs file is JSONL (or Parquet / CSV) with `prompt` (text or chat messages), `response_a`, `response_b` and an
+optional `metadata` object (IFEval-style pairs carry `instruction_id_list` and `kwargs` there for the verifier).
+A preference store's records also give pairs (`pairs_from_records`), one per pair id.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from preference.errors import DataError, Issue
+from preference.importers.base import ImportOptions, container_of, read_container
+from preference.schema import Prompt, PreferenceRecord, pair_id
+from preference.validation import RowContext, check_prompt, check_text
+from rlhfkit.core.atomic import atomic_path
+
+
+@dataclasses.dataclass(frozen=True)
+class Pair:
+    prompt: Prompt  # text or chat messages
+    response_a: str
+    response_b: str
+    metadata: dict[str, Any] = dataclasses.field(default_factory=dict)  # e.g. instruction_id_list, kwargs, source
+
+    @property
+    def pair_id(self) -> str:
+        return pair_id(self.prompt, self.response_a, self.response_b)
+
+    def to_row(self) -> dict[str, Any]:
+        return {"prompt": self.prompt, "response_a": self.response_a, "response_b": self.response_b,
+                "metadata": self.metadata}
+
+
+def pairs_from_records(records: Iterable[PreferenceRecord]) -> list[Pair]:
+    """One pair per pair id, in first-seen order (metadata of the first record, without rlhfkit's own keys)."""
+    seen: dict[str, Pair] = {}
+    for record in records:
+        if record.pair_id not in seen:
+            metadata = {k: v for k, v in record.metadata.items() if k not in ("flags", "shown_swapped")}
+            seen[record.pair_id] = Pair(record.prompt, record.response_a, record.response_b, metadata)
+    return list(seen.values())
+
+
+def read_pairs(path: str | Path) -> list[Pair]:
+    """Read a pairs file; raises `DataError` listing every bad row (file, line, field)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    pairs, issues = [], []
+    for raw in read_container(path, container_of(path), ImportOptions()):
+        if raw.issue is not None or raw.data is None:
+            issues += [raw.issue] if raw.issue else []
+            continue
+        ctx = RowContext(file=str(path), line=raw.line)
+        row = raw.data
+        prompt = row.get("prompt")
+        if isinstance(prompt, str) and prompt[:1] == "[":
+            prompt = json.loads(prompt)  # chat prompt stored as JSON text (CSV, Parquet)
+        prompt, row_issues = check_prompt(prompt, ctx)
+        row_issues += check_text(row.get("response_a"), ctx, "response_a")
+        row_issues += check_text(row.get("response_b"), ctx, "response_b")
+        metadata = row.get("metadata") or {}
+        if isinstance(metadata, str):
+            metadata = json.loads(metadata)
+        if not isinstance(metadata, dict):
+            row_issues.append(Issue(str(path), raw.line, "metadata", "must be an object"))
+        if row_issues:
+            issues += row_issues
+        else:
+            pairs.append(Pair(prompt, row["response_a"], row["response_b"], metadata))
+    if issues:
+        raise DataError(issues, f"{path}: {len(issues)} problem(s) in the pairs file")
+    return pairs
+
+
+def write_pairs(pairs: Iterable[Pair], path: str | Path) -> Path:
+    """Write pairs as JSONL, atomically."""
+    path = Path(path)
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        for pair in pairs:
+            handle.write(json.dumps(pair.to_row(), ensure_ascii=False) + "\n")
+    return path
+
+
