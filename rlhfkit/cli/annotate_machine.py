@@ -1,0 +1,212 @@
+"""`rlhfkit annotate label` and `rlhfkit annotate select`: machine annotators and active selection.
+
+`register(app)` adds both commands to the `rlhfkit annotate` Typer app.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections import Counter
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from annotation.base import Annotator
+from annotation.select import STRATEGIES, select_pairs
+from annotation.verifier import MODES, VERIFIER_NAME, VerifierAnnotator, VerifierSetupError
+from preference.errors import DataError, Issue
+from preference.pairs import Pair, read_pairs, write_pairs
+from preference.schema import Label, PreferenceRecord
+from preference.store import PreferenceStore, StoreError
+from rlhfkit.cli.console import console, err_console, fail, row_progress
+
+AVAILABLE = ("verifier",)
+COMING = {"reward": "reward-model annotators arrive with `rlhfkit reward train`",
+          "judge": "LLM-judge annotators arrive in a later release"}
+NO_REWARD_MODELS = ("reward models arrive with `rlhfkit reward train`; until then use --strategy random, or "
+                    "--strategy disagreement with --annotator")
+PREVIEW_ROWS = 20
+
+
+def _unknown_annotator(name: str) -> str:
+    later = f" ({COMING[name]})" if name in COMING else ""
+    return (f"unknown annotator {name!r}{later}; available: {', '.join(AVAILABLE)} "
+            f"(coming later: {', '.join(COMING)})")
+
+
+def build_annotator(name: str, mode: str = "strict") -> Annotator:
+    """The machine annotator called `name` on the command line."""
+    if name not in AVAILABLE:
+        fail(_unknown_annotator(name))
+    if mode not in MODES:
+        fail(f"--mode must be 'strict' or 'loose', not {mode!r}")
+    try:
+        return VerifierAnnotator(mode=mode)  # type: ignore[arg-type]
+    except VerifierSetupError as exc:
+        fail(str(exc))
+
+
+def build_annotators(names: list[str]) -> list[Annotator]:
+    """Annotators for `select --strategy disagreement`: each distinct name once; `verifier` becomes two annotators,
+    the IFEval verifier in strict and in loose mode (verifier:ifeval-strict, verifier:ifeval-loose)."""
+    out: list[Annotator] = []
+    for name in dict.fromkeys(names):
+        if name not in AVAILABLE:
+            fail(_unknown_annotator(name))
+        try:
+            out += [VerifierAnnotator(mode=mode, name=f"{VERIFIER_NAME}-{mode}", source=VERIFIER_NAME)
+                    for mode in ("strict", "loose")]
+        except VerifierSetupError as exc:
+            fail(str(exc))
+    return out
+
+
+def _read_pairs(path: Path) -> list[Pair]:
+    try:
+        pairs = read_pairs(path)
+    except DataError as exc:
+        _print_issues(exc.issues)
+        fail(str(exc).splitlines()[0])
+    except (ValueError, FileNotFoundError) as exc:
+        fail(str(exc))
+    if not pairs:
+        fail(f"{path}: no pairs")
+    return pairs
+
+
+def _print_issues(issues: list[Issue]) -> None:
+    table = Table(title="errors")
+    for column in ("where", "field", "problem"):
+        table.add_column(column, overflow="fold")
+    for issue in issues[:50]:
+        where = issue.file if issue.line is None else f"{Path(issue.file).name}:{issue.line}"
+        table.add_row(escape(where), escape(issue.field or ""), escape(issue.message))
+    err_console.print(table)
+
+
+def run_annotator(annotator: Annotator, pairs: list[Pair], description: str) -> list[PreferenceRecord | None]:
+    """Run an annotator over the pairs with a progress display (per pair when the annotator reports progress)."""
+    with row_progress(description, total=len(pairs)) as advance:
+        if "on_pair" in inspect.signature(annotator.annotate).parameters:
+            results = annotator.annotate(pairs, on_pair=advance)  # type: ignore[call-arg]
+        else:
+            results = annotator.annotate(pairs)
+            for _ in pairs:
+                advance()
+    if len(results) != len(pairs):
+        fail(f"annotator {annotator.name!r} returned {len(results)} results for {len(pairs)} pairs")
+    return results
+
+
+def label(
+    pairs_file: Annotated[Path, typer.Argument(help="Pairs to judge (.jsonl, .parquet or .csv with prompt, "
+                                               "response_a, response_b and optional metadata).")],
+    store: Annotated[Path, typer.Option("--store", "-s", help="Preference store folder that receives the judgments "
+                                        "(created if missing).")],
+    annotator: Annotated[str, typer.Option("--annotator", "-a", help="Machine annotator: 'verifier' (IFEval "
+                                           "instructions in each pair's metadata). 'reward' and 'judge' come "
+                                           "later.")] = "verifier",
+    mode: Annotated[str, typer.Option(help="Verifier mode: 'strict' (the response as written) or 'loose' (also "
+                                      "without a first/last line or markdown asterisks).")] = "strict",
+) -> None:
+    """Judge every pair in PAIRS_FILE with a machine annotator and append the judgments to a preference store."""
+    judge = build_annotator(annotator, mode)
+    pairs = _read_pairs(pairs_file)
+    results = run_annotator(judge, pairs, f"{judge.name} on {pairs_file.name}")
+    records = [record for record in results if record is not None]
+    skipped: Counter[str] = Counter(getattr(judge, "last_skipped", None) or {})
+    unexplained = len(pairs) - len(records) - sum(skipped.values())
+    if unexplained > 0:
+        skipped["not judged"] += unexplained
+    written = 0
+    if records:
+        try:
+            written = PreferenceStore(store).append(records, note=f"{judge.name} ({mode}) on {pairs_file.name}")
+        except (StoreError, OSError) as exc:
+            fail(str(exc))
+
+    table = Table(title=f"{judge.name} ({mode}) on {pairs_file.name}")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    table.add_row("pairs read", str(len(pairs)))
+    table.add_row("judged", str(len(records)))
+    table.add_row("skipped", str(len(pairs) - len(records)))
+    for reason, count in sorted(skipped.items()):
+        table.add_row(f"  skipped: {escape(reason)}", str(count))
+    labels = Counter(record.label for record in records)
+    for value in Label:
+        table.add_row(f"label {value.value}", str(labels.get(value, 0)))
+    table.add_row("judgments written", str(written))
+    console.print(table)
+    if not records:
+        fail(f"no pair in {pairs_file} could be judged by {judge.name} (reasons above); nothing written")
+    console.print(f"appended {written} judgment(s) to {store}")
+
+
+def select(
+    pairs_file: Annotated[Path, typer.Argument(help="Candidate pairs (.jsonl, .parquet or .csv).")],
+    strategy: Annotated[str, typer.Option(help=f"Selection strategy: {', '.join(STRATEGIES)}. 'uncertainty' needs "
+                                          "reward models (not available yet).")],
+    budget: Annotated[int, typer.Option(help="How many pairs to choose (all of them if the file has fewer).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where the chosen pairs go (JSONL), most informative "
+                                      "first.")],
+    annotator: Annotated[list[str] | None, typer.Option(
+        "--annotator", "-a", help="Machine annotators whose labels 'disagreement' compares. 'verifier' counts as two "
+        "annotators: the IFEval verifier in strict mode (verifier:ifeval-strict) and in loose mode "
+        "(verifier:ifeval-loose), so pairs whose verdict hinges on formatting slack rank first. Repeatable; "
+        "'reward' and 'judge' come later.")] = None,
+    reward_model: Annotated[list[str] | None, typer.Option(
+        "--reward-model", help="Reward model(s) to score pairs for 'uncertainty' / 'disagreement' (not available "
+        "yet: they arrive with `rlhfkit reward train`).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the random sample and of tie-breaking.")] = 0,
+) -> None:
+    """Choose the BUDGET most informative pairs of PAIRS_FILE for people to label, and write them to --out."""
+    if strategy not in STRATEGIES:
+        fail(f"unknown --strategy {strategy!r}; choose one of: {', '.join(STRATEGIES)}")
+    if budget <= 0:
+        fail(f"--budget must be at least 1, not {budget}")
+    if reward_model or strategy == "uncertainty":
+        fail(NO_REWARD_MODELS)
+    annotators = build_annotators(annotator or [])
+    if strategy == "disagreement" and len(annotators) < 2:
+        fail("--strategy disagreement needs machine annotators to compare: add --annotator verifier (it judges in "
+             "strict and loose mode)")
+    if strategy == "random" and annotators:
+        err_console.print("[yellow]note:[/] --annotator is not used by --strategy random")
+        annotators = []
+    pairs = _read_pairs(pairs_file)
+    try:
+        if annotators:
+            with row_progress(f"judging {len(pairs)} pairs with {len(annotators)} annotators", total=None):
+                chosen = select_pairs(pairs, strategy, budget, seed=seed, annotators=annotators)
+        else:
+            chosen = select_pairs(pairs, strategy, budget, seed=seed)
+    except ValueError as exc:
+        fail(str(exc))
+    try:
+        write_pairs([selection.pair for selection in chosen], out)
+    except OSError as exc:
+        fail(f"{out}: {exc}")
+
+    table = Table(title=f"{strategy}: {len(chosen)} of {len(pairs)} pairs -> {out}")
+    for column in ("rank", "pair", "score", "reason", "prompt"):
+        table.add_column(column, overflow="fold")
+    for rank, selection in enumerate(chosen[:PREVIEW_ROWS], start=1):
+        prompt = selection.pair.prompt if isinstance(selection.pair.prompt, str) else (
+            selection.pair.prompt[-1]["content"])
+        table.add_row(str(rank), selection.pair.pair_id[:10], f"{selection.score:.3f}", escape(selection.reason),
+                      escape(prompt[:60] + ("…" if len(prompt) > 60 else "")))
+    console.print(table)
+    if len(chosen) > PREVIEW_ROWS:
+        console.print(f"... and {len(chosen) - PREVIEW_ROWS} more in {out}")
+    if budget > len(pairs):
+        console.print(f"[yellow]note:[/] --budget {budget} is more than the {len(pairs)} pairs; all were written")
+
+
+def register(app: typer.Typer) -> None:
+    """Add `label` and `select` to the `rlhfkit annotate` app."""
+    app.command("label")(label)
+    app.command("select")(select)
