@@ -94,8 +94,10 @@ class AgreementReport:
 
 def _position_bias(records: list[PreferenceRecord]) -> dict[str, Any]:
     """Share of "a" among a/b judgments as the annotator SAW them: a judge who favours the left response shows
-    share_a far from 0.5 whatever the stored orientation."""
-    shown = [r.label.swapped() if r.metadata.get("shown_swapped") else r.label for r in records]
+    share_a far from 0.5 whatever the stored orientation. Records whose display order is unknown (HH-RLHF and TRL
+    files always store `chosen` first: `metadata["position_unknown"]`) are left out; none left -> None."""
+    known = [r for r in records if not r.metadata.get("position_unknown")]
+    shown = [r.label.swapped() if r.metadata.get("shown_swapped") else r.label for r in known]
     n = sum(label in (Label.A, Label.B) for label in shown)
     k = sum(label == Label.A for label in shown)
     return {"share_a": k / n if n else None, "n": n, "p_value": float(binomtest(k, n, 0.5).pvalue) if n else None}

@@ -7,7 +7,9 @@ Either way the store changes atomically: a crash mid-import leaves it as it was.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -29,6 +31,8 @@ class ImportReport:
     rows_read: int = 0
     rows_rejected: int = 0
     records_imported: int = 0
+    unchanged: int = 0  # already in the store with the same content: not written again
+    superseding: int = 0  # replace an earlier judgment with the same id (an edit, or a repeat in the file)
     errors: list[Issue] = dataclasses.field(default_factory=list)
     warnings: list[Issue] = dataclasses.field(default_factory=list)
     flags: Counter[str] = dataclasses.field(default_factory=Counter)
@@ -38,6 +42,7 @@ class ImportReport:
         return {
             "file": self.file, "format": self.format, "rows_read": self.rows_read,
             "rows_rejected": self.rows_rejected, "records_imported": self.records_imported,
+            "unchanged": self.unchanged, "superseding": self.superseding,
             "errors": len(self.errors), "warnings": len(self.warnings), "flags": dict(self.flags),
             "quarantine": self.quarantine,
         }
@@ -55,6 +60,12 @@ def scan(path: Path, format: str | None, options: ImportOptions,
     return fmt, results
 
 
+def _content(row: dict[str, object]) -> str:
+    """What makes a judgment "the same" on re-import: everything but the import time."""
+    kept = {key: value for key, value in row.items() if key != "timestamp"}
+    return hashlib.sha1(json.dumps(kept, sort_keys=True).encode()).hexdigest()
+
+
 def import_file(
     path: str | Path,
     store: PreferenceStore,
@@ -64,39 +75,56 @@ def import_file(
     quarantine_path: str | Path | None = None,
     on_row: Callable[[RowResult], None] | None = None,
 ) -> ImportReport:
-    """Import `path` into `store`. With on_error="fail", any error raises `DataError` listing every problem and
-    nothing is written."""
+    """Import `path` into `store`, streaming rows into new shards that become visible only at the end.
+
+    With on_error="fail", any error raises `DataError` listing every problem and nothing is written. A judgment
+    already in the store with the same content is not written again, so importing a file twice changes nothing."""
     if on_error not in ("fail", "quarantine"):
         raise ValueError(f"on_error must be 'fail' or 'quarantine', not {on_error!r}")
     path = Path(path)
     options = options or ImportOptions()
-    fmt, results = scan(path, format, options, on_row)
+    fmt = format or detect_format(path, options)
     report = ImportReport(file=str(path), format=fmt)
+    existing = ({row["judgment_id"]: _content(row) for row in store.table().to_pylist()}
+                if store.is_store(store.path) else {})
+    in_file: set[str] = set()
     rejected: list[RowResult] = []
-    for result in results:
-        report.rows_read += 1
-        report.warnings += [issue for issue in result.issues if issue.severity == "warning"]
-        if not result.ok:
-            report.errors += [issue for issue in result.issues if issue.severity == "error"]
-            rejected.append(result)
-        for record in result.records:
-            report.flags.update(record.metadata.get("flags", []))
-    report.rows_rejected = len(rejected)
-    if rejected and on_error == "fail":
-        raise DataError(report.errors, f"{path}: {len(rejected)} of {report.rows_read} rows have errors; nothing was "
-                        "imported (use --on-error quarantine to import the valid rows)")
-    if rejected:
-        target = Path(quarantine_path) if quarantine_path else default_quarantine_path(store, path)
-        write_quarantine(rejected, target)
-        report.quarantine = str(target)
-    report.records_imported = store.append((r for result in results if result.ok for r in result.records),
-                                           note=f"import {path.name} ({fmt})")
+    with store.writer(note=f"import {path.name} ({fmt})") as writer:
+        for result in read_preferences(path, fmt, options):
+            if on_row:
+                on_row(result)
+            report.rows_read += 1
+            report.warnings += [issue for issue in result.issues if issue.severity == "warning"]
+            if not result.ok:
+                report.errors += [issue for issue in result.issues if issue.severity == "error"]
+                rejected.append(result)
+                continue
+            for record in result.records:
+                report.flags.update(record.metadata.get("flags", []))
+                judgment = record.judgment_id
+                if existing.get(judgment) == _content(record.to_row()):
+                    report.unchanged += 1
+                    continue
+                if judgment in existing or judgment in in_file:
+                    report.superseding += 1
+                in_file.add(judgment)
+                writer.add(record)
+        report.rows_rejected = len(rejected)
+        if rejected and on_error == "fail":  # raised inside the writer: the new shards are discarded
+            raise DataError(report.errors, f"{path}: {len(rejected)} of {report.rows_read} rows have errors; nothing "
+                            "was imported (use --on-error quarantine to import the valid rows)")
+        if rejected:
+            target = Path(quarantine_path) if quarantine_path else default_quarantine_path(store, path)
+            write_quarantine(rejected, target)
+            report.quarantine = str(target)
+    report.records_imported = writer.count
     return report
 
 
 def default_quarantine_path(store: PreferenceStore, source: Path) -> Path:
+    # Unique per import: two imports in the same second must not overwrite each other's rejected rows.
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    return store.path / "quarantine" / f"{source.name}.{stamp}.rejected.jsonl"
+    return store.path / "quarantine" / f"{source.name}.{stamp}-{uuid.uuid4().hex[:6]}.rejected.jsonl"
 
 
 def write_quarantine(rejected: list[RowResult], target: Path) -> None:

@@ -57,18 +57,31 @@ class PreferenceStore:
             manifest = json.loads(file.read_text("utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise StoreError(f"{file}: manifest is not valid JSON ({exc})") from exc
-        if manifest.get("format") != FORMAT:
-            raise StoreError(f"{file}: not an rlhfkit preference store (format={manifest.get('format')!r})")
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+            raise StoreError(f"{file}: not an rlhfkit preference store (format={found!r})")
         if manifest.get("version", 0) > VERSION:
             raise StoreError(f"{file}: store version {manifest['version']} is newer than this rlhfkit reads ({VERSION})")
+        shards = manifest.get("shards")
+        if not isinstance(shards, list) or not all(isinstance(s, dict) and isinstance(s.get("file"), str)
+                                                   for s in shards):
+            raise StoreError(f"{file}: the manifest's shard list is damaged")
         return manifest
 
     def shard_paths(self) -> list[Path]:
         return [self.path / shard["file"] for shard in self.manifest()["shards"]]
 
+    def _read_shard(self, path: Path) -> pa.Table:
+        try:
+            return pq.read_table(path, schema=SCHEMA)
+        except FileNotFoundError as exc:
+            raise StoreError(f"{path}: a shard listed in {self.path / MANIFEST} is missing") from exc
+        except (pa.ArrowException, OSError) as exc:
+            raise StoreError(f"{path}: shard cannot be read ({exc})") from exc
+
     def table(self) -> pa.Table:
         """All current judgments as an Arrow table (a superseded judgment is dropped, the latest kept)."""
-        tables = [pq.read_table(path, schema=SCHEMA) for path in self.shard_paths()]
+        tables = [self._read_shard(path) for path in self.shard_paths()]
         if not tables:
             return SCHEMA.empty_table()
         table = pa.concat_tables(tables)
@@ -85,8 +98,11 @@ class PreferenceStore:
         return Dataset(self.table())
 
     def records(self) -> Iterator[PreferenceRecord]:
-        for row in self.table().to_pylist():
-            yield PreferenceRecord.from_row(row)
+        for index, row in enumerate(self.table().to_pylist()):
+            try:
+                yield PreferenceRecord.from_row(row)
+            except (ValueError, KeyError, TypeError) as exc:  # written by something other than rlhfkit
+                raise StoreError(f"{self.path}: judgment {index} ({row.get('judgment_id')}) is damaged: {exc}") from exc
 
     def __len__(self) -> int:
         return self.table().num_rows
@@ -94,6 +110,13 @@ class PreferenceStore:
     # -- writing ---------------------------------------------------------------------------------------------------
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
+        if self.path.exists() and not self.path.is_dir():
+            raise StoreError(f"{self.path}: is a file, not a preference store folder")
+        if self.path.is_dir() and not self.is_store(self.path) and any(
+                entry.name != ".lock" for entry in self.path.iterdir()):
+            # Never adopt (and "clean up") a folder that holds someone else's files.
+            raise StoreError(f"{self.path}: folder exists, is not empty and is not a preference store (no "
+                             f"{MANIFEST}); choose a new or empty folder")
         self.path.mkdir(parents=True, exist_ok=True)
         with open(self.path / ".lock", "w") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
@@ -115,10 +138,10 @@ class PreferenceStore:
             except BaseException:
                 writer.discard()
                 raise
-            if writer.shards:
-                for shard in writer.shards:
-                    shard.update(created=now_iso(), note=note)
-                manifest["shards"].extend(writer.shards)
+            for shard in writer.shards:
+                shard.update(created=now_iso(), note=note)
+            manifest["shards"].extend(writer.shards)
+            if writer.shards or not self.is_store(self.path):  # a new store is a store even when empty
                 atomic_write_text(self.path / MANIFEST, json.dumps(manifest, indent=1) + "\n")
 
     def append(self, records: Iterable[PreferenceRecord], note: str = "") -> int:
@@ -181,6 +204,4 @@ def save_preferences(records: Iterable[PreferenceRecord], path: str | Path, note
     if store.is_store(path) and store.manifest()["shards"]:
         raise StoreError(f"{path}: a store with data already exists; append to it or choose another folder")
     store.append(records, note)
-    if not store.is_store(path):  # nothing written: still leave an empty, valid store
-        atomic_write_text(store.path / MANIFEST, json.dumps(store.manifest(), indent=1) + "\n")
     return store

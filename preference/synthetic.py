@@ -35,6 +35,10 @@ CONSTRAINTS: list[Constraint] = [
     ("Wrap your whole answer in double quotation marks.", lambda s: f'"{s.capitalize()}."', lambda s: s.capitalize()),
 ]
 
+# Audiences multiply the distinct prompts: 10 tasks x 4 constraints x 3 audiences = 120 before any repeats.
+AUDIENCES = ["", " to a ten-year-old", " to a busy expert"]
+MAX_DISTINCT_PROMPTS = len(TASKS) * len(CONSTRAINTS) * len(AUDIENCES)
+
 ANNOTATORS = {"sim:careful": 0.95, "sim:average": 0.85, "sim:hasty": 0.7}
 
 
@@ -51,12 +55,15 @@ def synthetic_preferences(n_prompts: int = 40, seed: int = 0, source: str = "syn
     follow -> tie; neither -> both_bad. A wrong judgment picks uniformly among the other labels. Positions are
     randomised per pair and recorded in metadata["shown_swapped"], as Label Studio pushes will do.
     """
+    if not 1 <= n_prompts <= MAX_DISTINCT_PROMPTS:
+        raise ValueError(f"the generated sample has 1 to {MAX_DISTINCT_PROMPTS} distinct prompts, not {n_prompts}")
     rng = random.Random(seed)
     records = []
     for index in range(n_prompts):
         task, core = TASKS[index % len(TASKS)]
         constraint = CONSTRAINTS[(index // len(TASKS)) % len(CONSTRAINTS)]
-        prompt = f"{task}. {constraint[0]}"
+        audience = AUDIENCES[index // (len(TASKS) * len(CONSTRAINTS))]
+        prompt = f"{task}{audience}. {constraint[0]}"
         follows_a, follows_b = rng.choice([(True, False), (False, True), (True, False), (True, True), (False, False)])
         response_a = _answer(rng, core, follows_a, constraint)
         response_b = _answer(rng, core, follows_b, constraint)

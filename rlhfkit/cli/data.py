@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,6 +16,7 @@ from preference.agreement import agreement_report
 from preference.errors import DataError, Issue
 from preference.export import DROP_FLAGS, ExportPolicy, to_kto, to_pairs, write_rows
 from preference.importers import FORMATS, ImportOptions
+from preference.importers.generic import FIELDS as MAPPABLE
 from preference.ingest import import_file, scan
 from preference.schema import PreferenceRecord
 from preference.split import split_by_prompt
@@ -31,6 +33,9 @@ LabelMapOpt = Annotated[list[str] | None, typer.Option("--label-map", help="VALU
                                                        "--label-map 1=a --label-map 0=tie. Repeatable.")]
 DegenerateOpt = Annotated[str | None, typer.Option("--degenerate", help="Empty or identical responses: 'error' or "
                                                    "'flag' (keep, flagged). Default depends on the format.")]
+AnnotatorOpt = Annotated[str | None, typer.Option(help="Annotator id for rows without one.")]
+SourceOpt = Annotated[str | None, typer.Option(help="Source name (default: the file name).")]
+MaxLineOpt = Annotated[float, typer.Option(help="Skip (and report) lines longer than this many MiB.")]
 
 
 def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
@@ -47,7 +52,13 @@ def _options(mapping: list[str] | None, label_map: list[str] | None, degenerate:
              annotator: str | None = None, source: str | None = None, max_line_mb: float = 8.0) -> ImportOptions:
     if degenerate not in (None, "error", "flag"):
         fail(f"--degenerate must be 'error' or 'flag', not {degenerate!r}")
-    return ImportOptions(mapping=_pairs(mapping, "--map"), label_map=_pairs(label_map, "--label-map"),
+    if not max_line_mb > 0:
+        fail(f"--max-line-mb must be positive, not {max_line_mb}")
+    fields = _pairs(mapping, "--map")
+    unknown = sorted(set(fields) - set(MAPPABLE))
+    if unknown:
+        fail(f"--map: unknown rlhfkit field(s) {', '.join(unknown)}; fields are {', '.join(MAPPABLE)}")
+    return ImportOptions(mapping=fields, label_map=_pairs(label_map, "--label-map"),
                          annotator=annotator, source=source, degenerate=degenerate,  # type: ignore[arg-type]
                          max_line_bytes=int(max_line_mb * 1024 * 1024))
 
@@ -100,10 +111,10 @@ def import_cmd(
     quarantine: Annotated[Path | None, typer.Option(help="Where rejected rows go (default: inside the store).")] = None,
     mapping: MapOpt = None,
     label_map: LabelMapOpt = None,
-    annotator: Annotated[str | None, typer.Option(help="Annotator id for rows without one.")] = None,
-    source: Annotated[str | None, typer.Option(help="Source name (default: the file name).")] = None,
+    annotator: AnnotatorOpt = None,
+    source: SourceOpt = None,
     degenerate: DegenerateOpt = None,
-    max_line_mb: Annotated[float, typer.Option(help="Skip (and report) lines longer than this.")] = 8.0,
+    max_line_mb: MaxLineOpt = 8.0,
 ) -> None:
     """Import judgments from FILE into a preference store (atomically: all valid rows or nothing)."""
     if on_error not in ("fail", "quarantine"):
@@ -124,6 +135,8 @@ def import_cmd(
     table.add_column("count", justify="right")
     table.add_row("rows read", str(report.rows_read))
     table.add_row("judgments imported", str(report.records_imported))
+    table.add_row("  of which replace an earlier judgment", str(report.superseding))
+    table.add_row("already in the store, unchanged", str(report.unchanged))
     table.add_row("rows rejected", str(report.rows_rejected))
     for flag, count in sorted(report.flags.items()):
         table.add_row(f"flagged {flag}", str(count))
@@ -131,9 +144,9 @@ def import_cmd(
     console.print(table)
     for message, count in _summarise(report.warnings).most_common():
         console.print(f"[yellow]warning[/] x{count}: {escape(message)}")
-    flagged = [w for w in report.warnings if "flagged" in w.message or "differs" in w.message]
+    flagged = [w for w in report.warnings if "flagged" in w.message]
     if flagged:
-        console.print(_issue_table(flagged, "flagged pairs (kept; dropped on export)", limit=50))
+        console.print(_issue_table(flagged, f"flagged pairs (kept; export drops {', '.join(DROP_FLAGS)})", limit=50))
     if report.quarantine:
         console.print(f"[yellow]{report.rows_rejected} rejected row(s) with reasons written to {report.quarantine}[/]")
 
@@ -145,14 +158,17 @@ def validate(
     mapping: MapOpt = None,
     label_map: LabelMapOpt = None,
     degenerate: DegenerateOpt = None,
+    annotator: AnnotatorOpt = None,
+    source: SourceOpt = None,
+    max_line_mb: MaxLineOpt = 8.0,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write every issue as JSON here.")] = None,
 ) -> None:
     """List every problem in PATH, each with file, line and field. Exit code 1 if there is any error."""
     if PreferenceStore.is_store(path):
         records, _ = load_records(path, None, ImportOptions())
-        console.print(f"[green]{path}: store is readable, {len(records)} judgments[/]")
+        console.print(f"[green]{escape(str(path))}: store is readable, {len(records)} judgments[/]")
         return
-    options = _options(mapping, label_map, degenerate)
+    options = _options(mapping, label_map, degenerate, annotator, source, max_line_mb)
     fmt, results = _scan_file(path, format, options)
     issues = [issue for result in results for issue in result.issues]
     errors = [issue for issue in issues if issue.severity == "error"]
@@ -181,10 +197,14 @@ def stats(
     mapping: MapOpt = None,
     label_map: LabelMapOpt = None,
     degenerate: DegenerateOpt = None,
+    annotator: AnnotatorOpt = None,
+    source: SourceOpt = None,
+    max_line_mb: MaxLineOpt = 8.0,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the statistics as JSON here.")] = None,
 ) -> None:
     """Label counts, majority labels and inter-annotator agreement (Fleiss, Krippendorff, Cohen, position bias)."""
-    records, skipped = load_records(path, format, _options(mapping, label_map, degenerate))
+    records, skipped = load_records(path, format, _options(mapping, label_map, degenerate, annotator, source,
+                                                           max_line_mb))
     if not records:
         fail(f"{path}: no valid judgments")
     report = agreement_report(records).to_dict()
@@ -200,7 +220,7 @@ def stats(
                 "fleiss_kappa", "krippendorff_alpha"):
         overview.add_row(key.replace("_", " "), _fmt(report.get(key)))
     bias = report.get("position_bias") or {}
-    overview.add_row("position bias: share of 'a'", _fmt(bias.get("share_a")))
+    overview.add_row("position bias: share of 'a' as shown", _fmt(bias.get("share_a")))
     overview.add_row("position bias: p-value (vs 0.5)", _fmt(bias.get("p_value")))
     console.print(overview)
 
@@ -244,6 +264,12 @@ def split(
         ratios = {name: float(value) for name, value in ratios_raw.items()}
     except ValueError:
         fail(f"--ratio values must be numbers: {ratios_raw}")
+    bad = [name for name in ratios if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name in (".", "..")]
+    if bad:
+        fail(f"split names must be plain folder names (letters, digits, _ . -): {bad}")
+    taken = [str(out / name) for name in ratios if (out / name).exists()]
+    if taken:
+        fail(f"output folder(s) already exist: {', '.join(taken)}; choose another --out")
     records, _ = load_records(store, format, ImportOptions())
     try:
         parts = split_by_prompt(records, ratios, seed)
@@ -251,6 +277,9 @@ def split(
             save_preferences(part, out / name, note=f"split {name} of {store} (seed {seed})")
     except (ValueError, StoreError) as exc:
         fail(str(exc))
+    for name, part in parts.items():
+        if not part:
+            err_console.print(f"[yellow]warning:[/] split {name!r} is empty: too few prompts for these ratios")
     table = Table(title=f"split of {store} (seed {seed})")
     for column in ("split", "judgments", "prompts", "folder"):
         table.add_column(column)
@@ -264,8 +293,8 @@ def split(
 def export(
     source: Annotated[Path, typer.Argument(help="Preference store (or importable file).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output file: .jsonl or .parquet.")],
-    to: Annotated[str, typer.Option(help="'reward' or 'dpo' (prompt/chosen/rejected[/margin]) or 'kto' "
-                                    "(prompt/completion/label).")] = "reward",
+    to: Annotated[str, typer.Option(help="'reward' or 'dpo' (columns prompt, chosen, rejected and, with strengths, "
+                                    "margin) or 'kto' (prompt, completion, label).")] = "reward",
     ties: Annotated[str, typer.Option(help="'drop' or 'margin0' (both orders, margin 0; KTO: both desirable).")
                     ] = "drop",
     both_bad: Annotated[str, typer.Option(help="'drop', 'tie' or 'negatives' (KTO: both undesirable).")] = "drop",
@@ -280,12 +309,15 @@ def export(
         fail(f"--to must be 'reward', 'dpo' or 'kto', not {to!r}")
     if aggregate not in ("majority", "unanimous", "weighted", "none"):
         fail(f"--aggregate must be majority, unanimous, weighted or none, not {aggregate!r}")
+    if not 0.0 <= min_agreement <= 1.0:
+        fail(f"--min-agreement is a share between 0 and 1, not {min_agreement}")
     records, _ = load_records(source, format, ImportOptions())
     policy = ExportPolicy(ties=ties, both_bad=both_bad, aggregate=aggregate,  # type: ignore[arg-type]
                           min_agreement=min_agreement, drop_flags=() if keep_flagged else DROP_FLAGS)
     try:
         rows, report = (to_kto if to == "kto" else to_pairs)(records, policy)
-        write_rows(rows, out)
+        if rows:  # never replace an existing output with an empty file
+            write_rows(rows, out)
     except ValueError as exc:
         fail(str(exc))
     table = Table(title=f"export to {to}: {out}")
@@ -303,4 +335,4 @@ def export(
     for note in report.notes:
         console.print(f"[yellow]note:[/] {note}")
     if not rows:
-        fail("no rows to export after applying the policy (see the counts above)")
+        fail(f"no rows to export after applying the policy (see the counts above); {out} was not written")

@@ -53,7 +53,7 @@ def prepare_command(
         try:
             with console.status(f"preparing {name} ..."):
                 path = resolve_model(name)
-        except ModelNotFoundError as error:
+        except (ModelNotFoundError, ValueError, OSError) as error:  # a bad .gguf raises ValueError in transformers
             console.print(f"[red]{escape(name)}: {escape(str(error))}[/]")
             failed = True
             continue

@@ -80,12 +80,24 @@ def _stages(n_prompts: int, seed: int) -> list[Stage]:
             ("models", models)]
 
 
-def run_quickstart(workdir: str | Path, n_prompts: int = 60, seed: int = 0) -> Table:
-    """Run (or resume) the quick-start stages in `workdir`; returns a summary table and writes metrics.json."""
+class WorkdirMismatch(ValueError):
+    """The work folder holds a run made with other parameters."""
+
+
+def run_quickstart(workdir: str | Path, n_prompts: int = 60, seed: int = 0, restart: bool = False) -> Table:
+    """Run (or resume) the quick-start stages in `workdir`; returns a summary table and writes metrics.json.
+
+    Resuming with other parameters would mix two runs, so it is refused unless `restart` (which starts afresh)."""
     work = Path(workdir)
-    work.mkdir(parents=True, exist_ok=True)
+    params = {"n_prompts": n_prompts, "seed": seed}
     manifest_path = work / "manifest.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"stages": {}}
+    if restart and work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"params": params, "stages": {}}
+    if manifest.get("params") != params:
+        raise WorkdirMismatch(f"{work} holds a run made with {manifest.get('params')}, not {params}; resume it with "
+                              "the same options, use another --workdir, or pass --restart to start it over")
     for name, stage in _stages(n_prompts, seed):
         if name in manifest["stages"]:
             continue
