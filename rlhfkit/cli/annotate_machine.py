@@ -23,9 +23,9 @@ from preference.schema import Label, PreferenceRecord
 from preference.store import PreferenceStore, StoreError
 from rlhfkit.cli.console import console, err_console, fail, row_progress
 
-AVAILABLE = ("verifier",)
-COMING = {"reward": "reward-model annotators arrive with `rlhfkit reward train`",
-          "judge": "LLM-judge annotators arrive in a later release"}
+AVAILABLE = ("verifier", "judge")
+COMING = {"reward": "reward-model annotators arrive with `rlhfkit reward train`"}
+DEFAULT_JUDGE_LM = "smollm2-135m-instruct"
 NO_REWARD_MODELS = ("reward models arrive with `rlhfkit reward train`; until then use --strategy random, or "
                     "--strategy disagreement with --annotator")
 PREVIEW_ROWS = 20
@@ -37,10 +37,14 @@ def _unknown_annotator(name: str) -> str:
             f"(coming later: {', '.join(COMING)})")
 
 
-def build_annotator(name: str, mode: str = "strict") -> Annotator:
+def build_annotator(name: str, mode: str = "strict", judge_lm: str = DEFAULT_JUDGE_LM) -> Annotator:
     """The machine annotator called `name` on the command line."""
     if name not in AVAILABLE:
         fail(_unknown_annotator(name))
+    if name == "judge":
+        from annotation.judge import JudgeAnnotator  # imports dspy: only when asked for
+
+        return JudgeAnnotator(judge_lm)
     if mode not in MODES:
         fail(f"--mode must be 'strict' or 'loose', not {mode!r}")
     try:
@@ -49,13 +53,16 @@ def build_annotator(name: str, mode: str = "strict") -> Annotator:
         fail(str(exc))
 
 
-def build_annotators(names: list[str]) -> list[Annotator]:
+def build_annotators(names: list[str], judge_lm: str = DEFAULT_JUDGE_LM) -> list[Annotator]:
     """Annotators for `select --strategy disagreement`: each distinct name once; `verifier` becomes two annotators,
     the IFEval verifier in strict and in loose mode (verifier:ifeval-strict, verifier:ifeval-loose)."""
     out: list[Annotator] = []
     for name in dict.fromkeys(names):
         if name not in AVAILABLE:
             fail(_unknown_annotator(name))
+        if name == "judge":
+            out.append(build_annotator("judge", judge_lm=judge_lm))
+            continue
         try:
             out += [VerifierAnnotator(mode=mode, name=f"{VERIFIER_NAME}-{mode}", source=VERIFIER_NAME)
                     for mode in ("strict", "loose")]
@@ -107,13 +114,16 @@ def label(
     store: Annotated[Path, typer.Option("--store", "-s", help="Preference store folder that receives the judgments "
                                         "(created if missing).")],
     annotator: Annotated[str, typer.Option("--annotator", "-a", help="Machine annotator: 'verifier' (IFEval "
-                                           "instructions in each pair's metadata). 'reward' and 'judge' come "
-                                           "later.")] = "verifier",
+                                           "instructions in each pair's metadata) or 'judge' (an LLM judge, see "
+                                           "--judge-lm). 'reward' comes with reward models.")] = "verifier",
     mode: Annotated[str, typer.Option(help="Verifier mode: 'strict' (the response as written) or 'loose' (also "
                                       "without a first/last line or markdown asterisks).")] = "strict",
+    judge_lm: Annotated[str, typer.Option(help="The judge's LM: a bundled name, local:PATH_OR_HF_ID, or a LiteLLM "
+                                          "model string such as openai/gpt-4o-mini (needs its API key).")
+                        ] = DEFAULT_JUDGE_LM,
 ) -> None:
     """Judge every pair in PAIRS_FILE with a machine annotator and append the judgments to a preference store."""
-    judge = build_annotator(annotator, mode)
+    judge = build_annotator(annotator, mode, judge_lm)
     pairs = _read_pairs(pairs_file)
     results = run_annotator(judge, pairs, f"{judge.name} on {pairs_file.name}")
     records = [record for record in results if record is not None]
@@ -156,8 +166,10 @@ def select(
     annotator: Annotated[list[str] | None, typer.Option(
         "--annotator", "-a", help="Machine annotators whose labels 'disagreement' compares. 'verifier' counts as two "
         "annotators: the IFEval verifier in strict mode (verifier:ifeval-strict) and in loose mode "
-        "(verifier:ifeval-loose), so pairs whose verdict hinges on formatting slack rank first. Repeatable; "
-        "'reward' and 'judge' come later.")] = None,
+        "(verifier:ifeval-loose), so pairs whose verdict hinges on formatting slack rank first; 'judge' adds the LLM "
+        "judge (--judge-lm). Repeatable; 'reward' comes with reward models.")] = None,
+    judge_lm: Annotated[str, typer.Option(help="The judge's LM when --annotator judge is given (see `label`).")
+                        ] = DEFAULT_JUDGE_LM,
     reward_model: Annotated[list[str] | None, typer.Option(
         "--reward-model", help="Reward model(s) to score pairs for 'uncertainty' / 'disagreement' (not available "
         "yet: they arrive with `rlhfkit reward train`).")] = None,
@@ -170,7 +182,7 @@ def select(
         fail(f"--budget must be at least 1, not {budget}")
     if reward_model or strategy == "uncertainty":
         fail(NO_REWARD_MODELS)
-    annotators = build_annotators(annotator or [])
+    annotators = build_annotators(annotator or [], judge_lm)
     if strategy == "disagreement" and len(annotators) < 2:
         fail("--strategy disagreement needs machine annotators to compare: add --annotator verifier (it judges in "
              "strict and loose mode)")
