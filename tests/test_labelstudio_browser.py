@@ -38,7 +38,8 @@ def test_choose_b_with_strength_in_the_browser_then_pull(tmp_path):
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
             page = open_labeling_page(browser, server.url, login.email, login.password, project["id"],
                                       task["id"])
-            assert page.get_by_text(task["data"]["answer_b"]).first.is_visible()
+            # The answer shown on the right is on the page (a visible match; the task list may hold hidden copies).
+            page.get_by_text(task["data"]["answer_b"]).filter(visible=True).first.wait_for(timeout=30_000)
             page.get_by_text("B is better").click()
             page.get_by_text("Strongly").click()
             page.get_by_role("button", name="Submit").click()
