@@ -15,6 +15,7 @@ from typing import Any
 
 from preference.errors import DataError, Issue
 from preference.importers.base import ImportOptions, container_of, read_container
+from preference.importers.generic import text_or_chat
 from preference.schema import Prompt, PreferenceRecord, pair_id
 from preference.validation import RowContext, check_prompt, check_text
 from rlhfkit.core.atomic import atomic_path
@@ -41,7 +42,9 @@ def pairs_from_records(records: Iterable[PreferenceRecord]) -> list[Pair]:
     seen: dict[str, Pair] = {}
     for record in records:
         if record.pair_id not in seen:
-            metadata = {k: v for k, v in record.metadata.items() if k not in ("flags", "shown_swapped")}
+            # Facts about how a judgment was made or displayed, not about the pair itself.
+            metadata = {k: v for k, v in record.metadata.items()
+                        if k not in ("flags", "shown_swapped", "position_unknown")}
             seen[record.pair_id] = Pair(record.prompt, record.response_a, record.response_b, metadata)
     return list(seen.values())
 
@@ -52,22 +55,27 @@ def read_pairs(path: str | Path) -> list[Pair]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     pairs, issues = [], []
-    for raw in read_container(path, container_of(path), ImportOptions()):
+    kind = container_of(path)
+    for raw in read_container(path, kind, ImportOptions()):
         if raw.issue is not None or raw.data is None:
             issues += [raw.issue] if raw.issue else []
             continue
         ctx = RowContext(file=str(path), line=raw.line)
         row = raw.data
         prompt = row.get("prompt")
-        if isinstance(prompt, str) and prompt[:1] == "[":
-            prompt = json.loads(prompt)  # chat prompt stored as JSON text (CSV, Parquet)
+        if isinstance(prompt, str) and kind in ("csv", "parquet"):
+            prompt = text_or_chat(prompt)  # chat prompts are stored as JSON text in CSV and Parquet
         prompt, row_issues = check_prompt(prompt, ctx)
         row_issues += check_text(row.get("response_a"), ctx, "response_a")
         row_issues += check_text(row.get("response_b"), ctx, "response_b")
         metadata = row.get("metadata") or {}
         if isinstance(metadata, str):
-            metadata = json.loads(metadata)
-        if not isinstance(metadata, dict):
+            try:
+                metadata = json.loads(metadata)
+            except json.JSONDecodeError as exc:
+                metadata = None
+                row_issues.append(Issue(str(path), raw.line, "metadata", f"is not valid JSON ({exc.msg})"))
+        if metadata is not None and not isinstance(metadata, dict):
             row_issues.append(Issue(str(path), raw.line, "metadata", "must be an object"))
         if row_issues:
             issues += row_issues

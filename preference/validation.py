@@ -35,6 +35,8 @@ class RowContext:
     default_annotator: str | None = None
     default_source: str | None = None
     degenerate: DegeneratePolicy = "error"
+    # jsonl / json / csv / parquet: CSV and Parquet cells can only hold text, so some importers decode JSON there.
+    container: str | None = None
     # rlhfkit field -> the column name in the user's file, so that messages name the field the user knows.
     field_names: dict[str, str] = dataclasses.field(default_factory=dict)
 
@@ -118,6 +120,11 @@ def check_timestamp(value: Any, ctx: RowContext) -> tuple[str, list[Issue]]:
     return str(value), [_err(ctx, "timestamp", f"{value!r} is not an ISO 8601 date-time")]
 
 
+def _or_default(value: Any, default: str | None) -> Any:
+    """The row's value, or the import's default where the row has none (an empty cell counts as none)."""
+    return default if value is None or value == "" else value
+
+
 def build_record(row: Mapping[str, Any], ctx: RowContext) -> tuple[PreferenceRecord | None, list[Issue]]:
     """Validate `row` (keys: prompt, response_a, response_b, label, strength?, annotator?, source?, timestamp?,
     item?, metadata?) and build the record. Returns (record or None, issues); warnings do not stop the record."""
@@ -129,10 +136,12 @@ def build_record(row: Mapping[str, Any], ctx: RowContext) -> tuple[PreferenceRec
     timestamp, time_issues = check_timestamp(row.get("timestamp"), ctx)
     issues += label_issues + strength_issues + time_issues
 
-    annotator = row.get("annotator") or ctx.default_annotator
-    source = row.get("source") or ctx.default_source
+    annotator = _or_default(row.get("annotator"), ctx.default_annotator)
+    source = _or_default(row.get("source"), ctx.default_source)
     for field, value in (("annotator", annotator), ("source", source)):
-        if not isinstance(value, str) or not value.strip():
+        if value is not None and not isinstance(value, str):
+            issues.append(_err(ctx, field, f"must be a string, not {type(value).__name__}"))
+        elif value is None or not value.strip():
             issues.append(_err(ctx, field, "is missing (give a column or a default)"))
 
     item = row.get("item")
@@ -150,7 +159,7 @@ def build_record(row: Mapping[str, Any], ctx: RowContext) -> tuple[PreferenceRec
             if not row[field].strip():
                 issues.append(_degenerate(ctx, field, "is empty", "empty_response", flags))
         if row["response_a"] == row["response_b"]:
-            issues.append(_degenerate(ctx, "response_b", "is identical to response_a (no preference signal)",
+            issues.append(_degenerate(ctx, "response_b", "is identical to the other response (no preference signal)",
                                       "identical_responses", flags))
     if flags:
         metadata["flags"] = sorted(flags)

@@ -87,16 +87,16 @@ def test_truncated_gzip_keeps_rows_before_the_cut(tmp_path):
     assert len(good) >= 1 and len(good) == results[-1].issues[0].line - 1
 
 
-def test_fifty_megabyte_line_is_skipped_not_loaded(tmp_path):
+def test_fifty_mebibyte_line_is_skipped_not_loaded(tmp_path):
     path = tmp_path / "p.jsonl"
     with open(path, "w") as handle:
         handle.write(json.dumps(good_row(1)) + "\n")
-        handle.write(json.dumps(good_row(2, response_a="x" * 50_000_000)) + "\n")
+        handle.write(json.dumps(good_row(2, response_a="x" * (50 * 1024 * 1024))) + "\n")
         handle.write(json.dumps(good_row(3)) + "\n")
     results = list(read_preferences(path))
     assert [r.ok for r in results] == [True, False, True]
     issue = results[1].issues[0]
-    assert issue.line == 2 and "50.0 MB" in issue.message and "limit" in issue.message
+    assert issue.line == 2 and "50.0 MiB, over the 8.0 MiB limit" in issue.message
 
 
 def test_csv_with_missing_column(tmp_path):

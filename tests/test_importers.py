@@ -93,10 +93,11 @@ def test_trl_implicit_prompt_conversational(tmp_path):
 
 
 def test_trl_implicit_prompt_text_takes_the_common_beginning(tmp_path):
+    """Like TRL's extract_prompt, the space before the first differing word goes to the completions."""
     path = tmp_path / "trl.jsonl"
     path.write_text(json.dumps({"chosen": "Q: sky? A: blue", "rejected": "Q: sky? A: green"}) + "\n")
     (record,) = records_of(path)
-    assert record.prompt == "Q: sky? A: " and record.response_a == "blue"
+    assert record.prompt == "Q: sky? A:" and (record.response_a, record.response_b) == (" blue", " green")
 
 
 def test_pair_id_ignores_order_but_not_content():

@@ -19,13 +19,20 @@ FORMATS = tuple(READERS)
 __all__ = ["FORMATS", "ImportOptions", "RowResult", "detect_format", "read_preferences"]
 
 
-def detect_format(path: Path, options: ImportOptions | None = None) -> str:
-    """Guess the format from the columns of the first record. Raises ValueError naming what was found."""
-    options = options or ImportOptions()
+def _check_file(path: Path) -> None:
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder, not a file")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
+
+
+def detect_format(path: Path, options: ImportOptions | None = None) -> str:
+    """Guess the format from the columns of the first record. Raises ValueError naming what was found, or, when no
+    record can be read, the reading problem (not JSON, empty, truncated, ...)."""
+    options = options or ImportOptions()
+    _check_file(path)
     kind = options.container or container_of(path)
-    columns = set(columns_of(path, kind))
+    columns = set(columns_of(path, kind, options.max_line_bytes))
     if {"chosen", "rejected"} <= columns:
         first = next((r.data for r in read_container(path, kind, options) if r.data), {})
         return "hh-rlhf" if str(first.get("chosen", "")).startswith("\n\nHuman:") else "trl"
@@ -44,8 +51,7 @@ def read_preferences(path: str | Path, format: str | None = None, options: Impor
     """Yield one `RowResult` per row of `path`. `format=None` detects it."""
     path = Path(path)
     options = options or ImportOptions()
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+    _check_file(path)
     fmt = format or detect_format(path, options)
     if fmt not in READERS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")

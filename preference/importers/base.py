@@ -58,7 +58,7 @@ def container_of(path: Path) -> str:
     kind = {"jsonl": "jsonl", "ndjson": "jsonl", "json": "json", "csv": "csv", "parquet": "parquet"}.get(ext)
     if kind is None:
         raise ValueError(f"{path}: cannot tell the file type from its name; expected .jsonl, .json, .csv or .parquet "
-                         "(optionally .gz), or pass the container explicitly")
+                         "(optionally .gz)")
     return kind
 
 
@@ -68,7 +68,7 @@ def read_container(path: Path, kind: str, options: ImportOptions, required: tupl
     if kind == "json":
         return read_json_array(path)
     if kind == "csv":
-        return read_csv(path, required)
+        return read_csv(path, required, options.max_line_bytes)
     if kind == "parquet":
         return read_parquet(path)
     raise ValueError(f"unknown container {kind!r}; expected one of {CONTAINERS}")
@@ -91,6 +91,6 @@ def convert_rows(
             yield RowResult(name, raw.line, [], [raw.issue] if raw.issue else [], raw.raw)
             continue
         ctx = RowContext(file=name, line=raw.line, default_annotator=options.annotator, default_source=source,
-                         degenerate=degenerate)
+                         degenerate=degenerate, container=kind)
         records, issues = converter(raw.data, ctx, options)
         yield RowResult(name, raw.line, records, issues, raw.raw)

@@ -4,6 +4,9 @@
 The prompt is everything before the last "\\n\\nAssistant:" (kept as chat messages), the response is what follows.
 Pairs whose two contexts differ, or whose answers are identical, are kept but flagged in `metadata["flags"]`,
 reported by the import, and dropped by the exporters unless asked otherwise.
+
+`chosen` always becomes response_a, so the file says nothing about which answer a rater saw first: records carry
+`metadata["position_unknown"] = True`, and position-bias statistics leave them out.
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ def convert(row: dict[str, Any], ctx: RowContext, options: ImportOptions) -> tup
     if issues:
         return [], issues
     (prompt, chosen), (rejected_prompt, rejected) = parts["chosen"], parts["rejected"]
-    metadata: dict[str, Any] = {}
+    metadata: dict[str, Any] = {"position_unknown": True}  # see the module docstring
     if prompt != rejected_prompt:
         metadata["flags"] = ["differing_context"]
         issues.append(Issue(ctx.file, ctx.line, "rejected", "dialogue context differs from chosen's (kept, flagged; "

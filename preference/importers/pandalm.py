@@ -38,6 +38,13 @@ def response_text(value: Any, ctx: RowContext, field: str, issues: list[Issue]) 
     return value
 
 
+def _label(raw: Any) -> str | None:
+    """1 / 2 / 0 as a number or text; 1.0 counts as 1 (a CSV or Parquet column with gaps is read as floats)."""
+    if isinstance(raw, float) and raw.is_integer():
+        raw = int(raw)
+    return LABELS.get(str(raw)) if isinstance(raw, int | str) and not isinstance(raw, bool) else None
+
+
 def convert(row: dict[str, Any], ctx: RowContext, options: ImportOptions) -> tuple[list[PreferenceRecord], list[Issue]]:
     columns = sorted((c for c in row if ANNOTATOR_COLUMN.match(c)), key=lambda c: int(c[len("annotator"):]))
     if not columns:
@@ -50,7 +57,7 @@ def convert(row: dict[str, Any], ctx: RowContext, options: ImportOptions) -> tup
     response_b = response_text(row.get("response2"), ctx, "response2", issues)
     for column in columns:
         raw = row[column]
-        label = LABELS.get(str(raw)) if isinstance(raw, int | str) and not isinstance(raw, bool) else None
+        label = _label(raw)
         if label is None:
             issues.append(Issue(ctx.file, ctx.line, column, f"unknown label {raw!r}; expected 1, 2 or 0 (tie)"))
             continue

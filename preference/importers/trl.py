@@ -1,8 +1,9 @@
 """TRL preference datasets: `chosen` / `rejected` with an explicit `prompt` column or an implicit one (the shared
 beginning of both), each in TRL's standard (text) or conversational (chat messages) form.
 
-`chosen` becomes response_a with label "a". Strength is not part of TRL's format; a `margin` column is kept in
-metadata. See https://huggingface.co/docs/trl/dataset_formats.
+`chosen` becomes response_a with label "a". The file does not say which answer a rater saw first, so records carry
+`metadata["position_unknown"] = True` and position-bias statistics leave them out. Strength is not part of TRL's
+format; a `margin` column is kept in metadata. See https://huggingface.co/docs/trl/dataset_formats.
 """
 
 from __future__ import annotations
@@ -28,12 +29,32 @@ def _common_prefix_len(a: list[Any] | str, b: list[Any] | str) -> int:
 
 
 def split_implicit(chosen: Any, rejected: Any) -> tuple[Any, Any, Any]:
-    """(prompt, chosen completion, rejected completion) from two full texts or message lists, as TRL's
-    `extract_prompt` does: the prompt is the longest shared beginning (whole messages for chat)."""
+    """(prompt, chosen completion, rejected completion) from two full texts or message lists.
+
+    Chat: the prompt is the longest run of shared whole messages, never ending on an assistant turn (as TRL's
+    `extract_prompt`). Text: the prompt is the shared beginning cut back to the start of its last run of whitespace,
+    which goes to the completions: "The sky is blue." / "The sky is bright." give "The sky is" + " blue." /
+    " bright.". TRL moves one space only when the texts differ right after it, and otherwise splits mid-word
+    ("The sky is b" + "lue."). A shared beginning without any whitespace (e.g. Chinese text) is split where the
+    texts differ, as TRL does, rather than losing the row."""
     n = _common_prefix_len(chosen, rejected)
     if isinstance(chosen, list) and n and chosen[n - 1].get("role") == "assistant":
         n -= 1  # never absorb an assistant turn into the prompt
+    if isinstance(chosen, str):
+        n = _word_boundary(chosen, n)
     return chosen[:n], chosen[n:], rejected[n:]
+
+
+def _word_boundary(text: str, n: int) -> int:
+    """`n` moved back over a partial word and the whitespace before it; unchanged where there is no such
+    whitespace (or nothing before it)."""
+    word = n
+    while word > 0 and not text[word - 1].isspace():
+        word -= 1
+    gap = word
+    while gap > 0 and text[gap - 1].isspace():
+        gap -= 1
+    return gap if word > 0 and gap > 0 else n
 
 
 def completion_text(value: Any, field: str, ctx: RowContext) -> tuple[str | None, list[Issue]]:
@@ -67,7 +88,9 @@ def convert(row: dict[str, Any], ctx: RowContext, options: ImportOptions) -> tup
     rejected_text, issues_b = completion_text(rejected, "rejected", ctx)
     if issues_a or issues_b:
         return [], issues_a + issues_b
-    metadata = {"margin": row["margin"]} if row.get("margin") is not None else {}
+    metadata: dict[str, Any] = {"position_unknown": True}  # see the module docstring
+    if row.get("margin") is not None:
+        metadata["margin"] = row["margin"]
     ctx.field_names = {"response_a": "chosen", "response_b": "rejected"}
     record, more = build_record(
         {"prompt": prompt, "response_a": chosen_text, "response_b": rejected_text, "label": "a",
