@@ -35,7 +35,8 @@ DegenerateOpt = Annotated[str | None, typer.Option("--degenerate", help="Empty o
                                                    "'flag' (keep, flagged). Default depends on the format.")]
 AnnotatorOpt = Annotated[str | None, typer.Option(help="Annotator id for rows without one.")]
 SourceOpt = Annotated[str | None, typer.Option(help="Source name (default: the file name).")]
-MaxLineOpt = Annotated[float, typer.Option(help="Skip (and report) lines longer than this many MiB.")]
+MaxLineOpt = Annotated[float, typer.Option(help="Skip (and report) JSONL lines and CSV values longer than this many "
+                                            "MiB.")]
 
 
 def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
