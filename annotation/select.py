@@ -18,22 +18,14 @@ import math
 import random
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from annotation.base import Annotator
 from preference.pairs import Pair
 from preference.schema import Prompt
+from reward.protocols import RewardScorer
 
 STRATEGIES: tuple[str, ...] = ("random", "uncertainty", "disagreement")
-
-
-@runtime_checkable
-class RewardScorer(Protocol):
-    """Anything that scores responses to prompts with one number each, higher is better (a reward model)."""
-
-    def score(self, prompts: list[Prompt], responses: list[str]) -> list[float]:
-        """One score per (prompt, response), in order."""
-        ...
 
 
 @dataclasses.dataclass(frozen=True)

@@ -83,8 +83,9 @@ def test_label_appends_verifier_judgments_to_the_store(tmp_path, pairs_file):
 def test_label_errors_are_clear(tmp_path, pairs_file):
     result = run("label", pairs_file, "--store", tmp_path / "s", "--annotator", "reward")
     assert result.exit_code == 1
-    assert "unknown annotator 'reward'" in result.flat and "rlhfkit reward train" in result.flat
-    assert "available: verifier, judge" in result.flat and "coming later: reward" in result.flat
+    assert "--annotator reward needs --reward-model" in result.flat
+    assert "available: verifier, judge, reward" in run("label", pairs_file, "--store", tmp_path / "s", "-a",
+                                                       "oracle").flat
     assert "unknown annotator 'gpt'" in run("label", pairs_file, "--store", tmp_path / "s", "-a", "gpt").flat
 
     bad_mode = run("label", pairs_file, "--store", tmp_path / "s", "--mode", "lenient")
@@ -128,9 +129,9 @@ def test_select_random_with_a_budget_above_the_pair_count(tmp_path, pairs_file):
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--strategy", "uncertainty", "--budget", 2], "reward models arrive with `rlhfkit reward train`"),
-    (["--strategy", "random", "--budget", 2, "--reward-model", "rm"], "until then use --strategy random"),
-    (["--strategy", "disagreement", "--budget", 2], "add --annotator verifier"),
+    (["--strategy", "uncertainty", "--budget", 2], "--strategy uncertainty needs --reward-model"),
+    (["--strategy", "uncertainty", "--budget", 2, "--reward-model", "no/such/folder"], "--reward-model no/such/folder"),
+    (["--strategy", "disagreement", "--budget", 2], "or --annotator verifier"),
     (["--strategy", "disagreement", "--budget", 2, "--annotator", "oracle"], "unknown annotator 'oracle'"),
     (["--strategy", "greedy", "--budget", 2], "unknown --strategy 'greedy'; choose one of: random, uncertainty"),
     (["--strategy", "random", "--budget", 0], "--budget must be at least 1"),

@@ -8,7 +8,7 @@ from __future__ import annotations
 import inspect
 from collections import Counter
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -23,24 +23,31 @@ from preference.schema import Label, PreferenceRecord
 from preference.store import PreferenceStore, StoreError
 from rlhfkit.cli.console import console, err_console, fail, row_progress
 
-AVAILABLE = ("verifier", "judge")
-COMING = {"reward": "reward-model annotators arrive with `rlhfkit reward train`"}
+AVAILABLE = ("verifier", "judge", "reward")
+COMING: dict[str, str] = {}
 DEFAULT_JUDGE_LM = "smollm2-135m-instruct"
-NO_REWARD_MODELS = ("reward models arrive with `rlhfkit reward train`; until then use --strategy random, or "
-                    "--strategy disagreement with --annotator")
+NEEDS_REWARD_MODEL = ("--strategy uncertainty needs --reward-model FOLDER (a model or ensemble saved by "
+                      "`rlhfkit reward train`)")
 PREVIEW_ROWS = 20
 
 
 def _unknown_annotator(name: str) -> str:
     later = f" ({COMING[name]})" if name in COMING else ""
-    return (f"unknown annotator {name!r}{later}; available: {', '.join(AVAILABLE)} "
-            f"(coming later: {', '.join(COMING)})")
+    coming = f" (coming later: {', '.join(COMING)})" if COMING else ""
+    return f"unknown annotator {name!r}{later}; available: {', '.join(AVAILABLE)}{coming}"
 
 
-def build_annotator(name: str, mode: str = "strict", judge_lm: str = DEFAULT_JUDGE_LM) -> Annotator:
+def build_annotator(name: str, mode: str = "strict", judge_lm: str = DEFAULT_JUDGE_LM,
+                    reward_model: str | None = None) -> Annotator:
     """The machine annotator called `name` on the command line."""
     if name not in AVAILABLE:
         fail(_unknown_annotator(name))
+    if name == "reward":
+        if not reward_model:
+            fail("--annotator reward needs --reward-model FOLDER (a model saved by `rlhfkit reward train`)")
+        from annotation.reward_annotator import RewardAnnotator
+
+        return RewardAnnotator(reward_model)
     if name == "judge":
         from annotation.judge import JudgeAnnotator  # imports dspy: only when asked for
 
@@ -114,16 +121,19 @@ def label(
     store: Annotated[Path, typer.Option("--store", "-s", help="Preference store folder that receives the judgments "
                                         "(created if missing).")],
     annotator: Annotated[str, typer.Option("--annotator", "-a", help="Machine annotator: 'verifier' (IFEval "
-                                           "instructions in each pair's metadata) or 'judge' (an LLM judge, see "
-                                           "--judge-lm). 'reward' comes with reward models.")] = "verifier",
+                                           "instructions in each pair's metadata), 'judge' (an LLM judge, see "
+                                           "--judge-lm) or 'reward' (a trained reward model, see --reward-model)."
+                                           )] = "verifier",
     mode: Annotated[str, typer.Option(help="Verifier mode: 'strict' (the response as written) or 'loose' (also "
                                       "without a first/last line or markdown asterisks).")] = "strict",
     judge_lm: Annotated[str, typer.Option(help="The judge's LM: a bundled name, local:PATH_OR_HF_ID, or a LiteLLM "
                                           "model string such as openai/gpt-4o-mini (needs its API key).")
                         ] = DEFAULT_JUDGE_LM,
+    reward_model: Annotated[str | None, typer.Option(help="Folder of a reward model (or ensemble) for --annotator "
+                                                     "reward.")] = None,
 ) -> None:
     """Judge every pair in PAIRS_FILE with a machine annotator and append the judgments to a preference store."""
-    judge = build_annotator(annotator, mode, judge_lm)
+    judge = build_annotator(annotator, mode, judge_lm, reward_model)
     pairs = _read_pairs(pairs_file)
     results = run_annotator(judge, pairs, f"{judge.name} on {pairs_file.name}")
     records = [record for record in results if record is not None]
@@ -159,7 +169,7 @@ def label(
 def select(
     pairs_file: Annotated[Path, typer.Argument(help="Candidate pairs (.jsonl, .parquet or .csv).")],
     strategy: Annotated[str, typer.Option(help=f"Selection strategy: {', '.join(STRATEGIES)}. 'uncertainty' needs "
-                                          "reward models (not available yet).")],
+                                          "--reward-model.")],
     budget: Annotated[int, typer.Option(help="How many pairs to choose (all of them if the file has fewer).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Where the chosen pairs go (JSONL), most informative "
                                       "first.")],
@@ -167,12 +177,12 @@ def select(
         "--annotator", "-a", help="Machine annotators whose labels 'disagreement' compares. 'verifier' counts as two "
         "annotators: the IFEval verifier in strict mode (verifier:ifeval-strict) and in loose mode "
         "(verifier:ifeval-loose), so pairs whose verdict hinges on formatting slack rank first; 'judge' adds the LLM "
-        "judge (--judge-lm). Repeatable; 'reward' comes with reward models.")] = None,
+        "judge (--judge-lm). Repeatable.")] = None,
     judge_lm: Annotated[str, typer.Option(help="The judge's LM when --annotator judge is given (see `label`).")
                         ] = DEFAULT_JUDGE_LM,
     reward_model: Annotated[list[str] | None, typer.Option(
-        "--reward-model", help="Reward model(s) to score pairs for 'uncertainty' / 'disagreement' (not available "
-        "yet: they arrive with `rlhfkit reward train`).")] = None,
+        "--reward-model", help="Reward model folder(s) for 'uncertainty' (margin near zero) or 'disagreement' "
+        "(spread across models; an ensemble folder counts as its members). Repeatable.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the random sample and of tie-breaking.")] = 0,
 ) -> None:
     """Choose the BUDGET most informative pairs of PAIRS_FILE for people to label, and write them to --out."""
@@ -180,18 +190,22 @@ def select(
         fail(f"unknown --strategy {strategy!r}; choose one of: {', '.join(STRATEGIES)}")
     if budget <= 0:
         fail(f"--budget must be at least 1, not {budget}")
-    if reward_model or strategy == "uncertainty":
-        fail(NO_REWARD_MODELS)
-    annotators = build_annotators(annotator or [], judge_lm)
-    if strategy == "disagreement" and len(annotators) < 2:
-        fail("--strategy disagreement needs machine annotators to compare: add --annotator verifier (it judges in "
-             "strict and loose mode)")
+    if strategy == "uncertainty" and not reward_model:
+        fail(NEEDS_REWARD_MODEL)
+    scorers = _reward_scorers(reward_model or []) if strategy != "random" else []
+    annotators = build_annotators(annotator or [], judge_lm) if not scorers else []
+    if strategy == "disagreement" and len(annotators) < 2 and len(scorers) < 2:
+        fail("--strategy disagreement needs two or more models or annotators to compare: --reward-model an ensemble "
+             "(or several models), or --annotator verifier (it judges in strict and loose mode)")
     if strategy == "random" and annotators:
         err_console.print("[yellow]note:[/] --annotator is not used by --strategy random")
         annotators = []
     pairs = _read_pairs(pairs_file)
     try:
-        if annotators:
+        if scorers:
+            with row_progress(f"scoring {len(pairs)} pairs with {len(scorers)} reward model(s)", total=None):
+                chosen = select_pairs(pairs, strategy, budget, seed=seed, scorers=scorers)
+        elif annotators:
             with row_progress(f"judging {len(pairs)} pairs with {len(annotators)} annotators", total=None):
                 chosen = select_pairs(pairs, strategy, budget, seed=seed, annotators=annotators)
         else:
@@ -216,6 +230,20 @@ def select(
         console.print(f"... and {len(chosen) - PREVIEW_ROWS} more in {out}")
     if budget > len(pairs):
         console.print(f"[yellow]note:[/] --budget {budget} is more than the {len(pairs)} pairs; all were written")
+
+
+def _reward_scorers(paths: list[str]) -> list[Any]:
+    """One scorer per reward model; an ensemble folder contributes each member (their spread is the signal)."""
+    from reward.model import RewardEnsemble, load_reward_model
+
+    scorers: list[Any] = []
+    for path in paths:
+        try:
+            model = load_reward_model(path)
+        except (ValueError, OSError) as exc:
+            fail(f"--reward-model {path}: {exc}")
+        scorers += list(model.members) if isinstance(model, RewardEnsemble) else [model]
+    return scorers
 
 
 def register(app: typer.Typer) -> None:
