@@ -22,7 +22,6 @@ from typing import Any
 
 from annotation.base import Annotator
 from preference.pairs import Pair
-from preference.schema import Prompt
 from reward.protocols import RewardScorer
 
 STRATEGIES: tuple[str, ...] = ("random", "uncertainty", "disagreement")
