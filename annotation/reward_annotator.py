@@ -7,7 +7,6 @@ rewards in metadata, so active selection and audits can use them.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 from preference.pairs import Pair
 from preference.schema import Label, PreferenceRecord, Strength
 from reward.model import load_reward_model
+from reward.pairs import score_pairs
 
 
 def strength_of(probability: float) -> Strength:
@@ -40,14 +40,10 @@ class RewardAnnotator:
         self.last_skipped = Counter()
         if not pairs:
             return []
-        prompts = [pair.prompt for pair in pairs]
-        # One scoring pass over both sides (length-sorted batching across all of them).
-        rewards = self.model.score(prompts + prompts, [p.response_a for p in pairs] + [p.response_b for p in pairs])
-        rewards_a, rewards_b = rewards[: len(pairs)], rewards[len(pairs):]
-        temperature = getattr(getattr(self.model, "meta", None), "temperature", 1.0)
+        rewards_a, rewards_b, probabilities = score_pairs(
+            self.model, [p.prompt for p in pairs], [p.response_a for p in pairs], [p.response_b for p in pairs])
         records = []
-        for pair, r_a, r_b in zip(pairs, rewards_a, rewards_b, strict=True):
-            p_a = 1.0 / (1.0 + math.exp(-(r_a - r_b) / temperature))
+        for pair, r_a, r_b, p_a in zip(pairs, rewards_a, rewards_b, probabilities, strict=True):
             if abs(p_a - 0.5) <= self.tie_band:
                 label, strength = Label.TIE, None
             else:

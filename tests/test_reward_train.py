@@ -148,3 +148,29 @@ def test_the_trained_model_annotates_and_selects(trained, tmp_path):
                                  str(result.model_dir)])
     assert picked.exit_code == 0, picked.output
     assert len((tmp_path / "next.jsonl").read_text().splitlines()) == 5
+
+
+def test_reward_cli_trains_evaluates_and_scores(backbone, tmp_path):
+    from preference.store import save_preferences
+
+    save_preferences(easy_preferences(64, 5), tmp_path / "train")
+    save_preferences(easy_preferences(40, 6), tmp_path / "test")
+    runner = CliRunner()
+    trained = runner.invoke(app, ["reward", "train", str(tmp_path / "train"), "-o", str(tmp_path / "run"), "--model",
+                                  backbone, "--max-length", "64", "--epochs", "3", "--learning-rate", "1e-3",
+                                  "--batch-size", "8"])
+    assert trained.exit_code == 0, trained.output
+    assert "training pairs" in trained.output
+    model = tmp_path / "run" / "model"
+    evaluated = runner.invoke(app, ["reward", "eval", str(model), str(tmp_path / "test"), "-o", str(tmp_path / "ev")])
+    assert evaluated.exit_code == 0, evaluated.output
+    report = json.loads((tmp_path / "ev" / "eval.json").read_text())
+    assert report["counts"]["decisive"] == 40 and report["accuracy"] >= 0.8
+    assert (tmp_path / "ev" / "eval.png").read_bytes()[:4] == b"\x89PNG"
+    write_pairs([Pair("Q", "river kind", "river rude")], tmp_path / "p.jsonl")
+    scored = runner.invoke(app, ["reward", "score", str(model), str(tmp_path / "p.jsonl"), "-o", str(tmp_path / "s.jsonl")])
+    assert scored.exit_code == 0, scored.output
+    (row,) = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
+    assert row["r_a"] > row["r_b"] and row["p_a"] > 0.5
+    bad = runner.invoke(app, ["reward", "train", str(tmp_path / "train"), "--learning-rate", "0"])
+    assert bad.exit_code == 1 and "learning_rate must be positive" in bad.output

@@ -15,7 +15,7 @@ from annotation.labelstudio.client import LabelStudioError
 from preference.errors import DataError
 from preference.store import StoreError
 from rlhfkit import __version__
-from rlhfkit.cli import annotate, data, models
+from rlhfkit.cli import annotate, data, models, reward
 from rlhfkit.cli.console import console, err_console, fail
 
 # Failures a user can cause (bad files, a missing server, a full disk): one clear line and exit 1, no traceback.
@@ -38,6 +38,7 @@ app = typer.Typer(cls=FriendlyErrors, help="rlhfkit: preference data, annotation
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
 app.add_typer(data.app, name="data")
 app.add_typer(annotate.app, name="annotate")
+app.add_typer(reward.app, name="reward")
 app.add_typer(models.app, name="models")
 
 

@@ -1,0 +1,136 @@
+"""`rlhfkit reward ...`: train reward models with TRL, evaluate them honestly, score pairs fast."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from preference.importers import ImportOptions
+from preference.pairs import read_pairs
+from rlhfkit.cli.console import console, fail
+from rlhfkit.cli.data import load_records
+from rlhfkit.core.atomic import atomic_write_text
+
+app = typer.Typer(help="Train reward models (TRL), evaluate them, score responses.", no_args_is_help=True)
+DataArg = Annotated[Path, typer.Argument(help="Preference store or any importable preference file (HH-RLHF, PandaLM, "
+                                         "TRL, rlhfkit JSONL/CSV/Parquet).")]
+
+
+@app.command()
+def train(
+    data: DataArg,
+    output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Run folder (model/, checkpoints/, curves).")
+                          ] = Path("runs/reward"),
+    model: Annotated[str, typer.Option(help="Backbone: minilm-l6, smollm2-135m-instruct, a folder or a hub id.")
+                     ] = "minilm-l6",
+    max_length: Annotated[int, typer.Option(help="Tokens per (prompt, response); longer pairs are truncated.")] = 256,
+    epochs: Annotated[float, typer.Option(help="Training epochs.")] = 2.0,
+    learning_rate: Annotated[float, typer.Option(help="Peak learning rate.")] = 3e-5,
+    batch_size: Annotated[int, typer.Option(help="Pairs per optimiser step (per device).")] = 16,
+    ties: Annotated[str, typer.Option(help="'drop' or 'margin0'.")] = "drop",
+    both_bad: Annotated[str, typer.Option(help="'drop' or 'tie'.")] = "drop",
+    lora: Annotated[bool, typer.Option(help="Train LoRA adapters (the head is trained and saved in full).")] = False,
+    ensemble: Annotated[int, typer.Option(help="Members with seeds seed, seed+1, ...")] = 1,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    eval_fraction: Annotated[float, typer.Option(help="Share of prompts held out for eval during training.")] = 0.0,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --output-dir.")] = False,
+) -> None:
+    """Train a reward model with TRL's RewardTrainer (strength as margin, ties by policy, nothing silently dropped)."""
+    from reward.config import RewardTrainingConfig
+    from reward.train import train_reward_model
+
+    config = RewardTrainingConfig(model=model, output_dir=str(output_dir), max_length=max_length,
+                                  num_train_epochs=epochs, learning_rate=learning_rate,
+                                  per_device_train_batch_size=batch_size, ties=ties,  # type: ignore[arg-type]
+                                  both_bad=both_bad, lora=lora, ensemble=ensemble,  # type: ignore[arg-type]
+                                  seed=seed, eval_fraction=eval_fraction, resume=resume)
+    config.validate()  # bad options fail before the data is read
+    records, _ = load_records(data, None, ImportOptions())
+    result = train_reward_model(records, config)
+    table = Table(title=f"reward model trained: {result.model_dir}")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    export = result.data["export"]
+    table.add_row("training pairs", str(result.data["pairs"]))
+    for key, count in sorted(export["dropped"].items()):
+        table.add_row(f"dropped: {key}", str(count))
+    for side, count in sorted(result.data["truncated_sides"].items()):
+        table.add_row(f"truncated ({side})", str(count))
+    for index, metrics in enumerate(result.metrics):
+        table.add_row(f"train loss (member {index})" if len(result.metrics) > 1 else "train loss",
+                      f"{metrics.get('train_loss', float('nan')):.4f}")
+    table.add_row("curves", str(output_dir / "curves*.png"))
+    console.print(table)
+
+
+@app.command("eval")
+def eval_cmd(
+    model: Annotated[Path, typer.Argument(help="Reward model folder (or an ensemble's model/ folder).")],
+    data: DataArg,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for eval.json and eval.png.")] = Path("runs/eval"),
+    fit_temperature: Annotated[bool, typer.Option(help="Fit a calibration temperature on this data (in-sample: use "
+                                                  "a validation split, then score the test split).")] = False,
+    n_bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the confidence interval.")] = 1000,
+    subsets: Annotated[str, typer.Option(help="Break accuracy down by 'source' or 'annotator'.")] = "source",
+) -> None:
+    """Pairwise accuracy (ties apart), bootstrap CI, calibration, length bias; JSON plus a PNG."""
+    from reward.evaluate import evaluate
+    from reward.model import load_reward_model
+
+    if subsets not in ("source", "annotator"):
+        fail("--subsets must be 'source' or 'annotator'")
+    scorer = load_reward_model(model)
+    records, _ = load_records(data, None, ImportOptions())
+    report = evaluate(scorer, records, n_bootstrap=n_bootstrap, fit_temperature=fit_temperature, subsets=subsets)
+    out.mkdir(parents=True, exist_ok=True)
+    result = report.to_dict()
+    atomic_write_text(out / "eval.json", json.dumps(result, indent=1))
+    report.plot(out / "eval.png")
+    table = Table(title=f"{model} on {data}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_row("decisive pairs", str(result["counts"]["decisive"]))
+    table.add_row("accuracy", f"{result['accuracy']:.3f}")
+    if result.get("accuracy_ci"):
+        low, high = result["accuracy_ci"]
+        table.add_row("95% CI (bootstrap by prompt)", f"{low:.3f} - {high:.3f}")
+    table.add_row("ties (excluded)", str(result["counts"]["ties"]))
+    calibration = result["calibration"]
+    table.add_row("ECE", f"{calibration['ece']:.3f}")
+    if calibration.get("fitted_temperature"):
+        table.add_row("fitted temperature (in-sample)", f"{calibration['fitted_temperature']:.3f}")
+    bias = result["length_bias"]
+    table.add_row("model prefers the longer answer", f"{bias['model_prefers_longer']:.3f}")
+    table.add_row("humans prefer the longer answer", f"{bias['human_prefers_longer']:.3f}")
+    console.print(table)
+    console.print(f"written: {out / 'eval.json'}, {out / 'eval.png'}")
+
+
+@app.command()
+def score(
+    model: Annotated[Path, typer.Argument(help="Reward model folder (or an ensemble's model/ folder).")],
+    pairs: Annotated[Path, typer.Argument(help="Pairs file (prompt, response_a, response_b): both sides are scored.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="JSONL with r_a, r_b and P(a > b) per pair.")],
+    batch_size: Annotated[int | None, typer.Option(help="Sequences per forward pass (default: the model's).")
+                          ] = None,
+) -> None:
+    """Score both responses of every pair (length-sorted batches) and write rewards and P(a > b)."""
+    from reward.model import load_reward_model
+    from reward.pairs import score_pairs
+
+    scorer = load_reward_model(model)
+    chosen = read_pairs(pairs)
+    if batch_size is not None:
+        for member in getattr(scorer, "members", [scorer]):
+            member.batch_size = batch_size
+    r_a, r_b, p_a = score_pairs(scorer, [p.prompt for p in chosen], [p.response_a for p in chosen],
+                                [p.response_b for p in chosen])
+    rows = [{"pair_id": pair.pair_id, "r_a": a, "r_b": b, "p_a": p, **dataclasses.asdict(pair)}
+            for pair, a, b, p in zip(chosen, r_a, r_b, p_a)]
+    atomic_write_text(out, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    console.print(f"scored {len(rows)} pairs with {model}: {out}")
