@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
 import threading
+import time
+from pathlib import Path
 
 import pytest
 
@@ -13,7 +20,8 @@ from annotation.labelstudio.config import result_for
 from annotation.labelstudio.sync import ensure_project, open_project, pull, push, status
 from preference.schema import Label, Strength
 from preference.store import PreferenceStore
-from tests.labelstudio_support import make_pairs, requires_label_studio, start_server
+from rlhfkit.core.settings import label_studio_dir
+from tests.labelstudio_support import free_port, make_pairs, requires_label_studio, start_server
 
 pytestmark = [pytest.mark.integration, requires_label_studio()]
 
@@ -157,3 +165,33 @@ def test_server_stopped_mid_push_recovers_without_duplicates(tmp_path):
         assert (report.created, report.already_there) == (10, 60)
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_serve_stops_label_studio_when_it_is_stopped(tmp_path, signum):
+    """`rlhfkit annotate serve` as a user runs it; killing it (or Ctrl-C) must not leave Label Studio running."""
+    port = free_port()
+    env = {**os.environ, "RLHFKIT_HOME": str(tmp_path / "home"), "PYTHONUNBUFFERED": "1"}
+    (tmp_path / "home" / "labelstudio").mkdir(parents=True)
+    for name in ["credentials.json", *(p.name for p in label_studio_dir().glob("template-*.sqlite3"))]:
+        shutil.copyfile(label_studio_dir() / name, tmp_path / "home" / "labelstudio" / name)  # a fast start
+    rlhfkit = Path(sys.executable).with_name("rlhfkit")
+    serve = subprocess.Popen([str(rlhfkit), "annotate", "serve", "--port", str(port)], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        server_file = tmp_path / "home" / "labelstudio" / "server.json"
+        deadline = time.monotonic() + 120
+        while not server_file.exists() and time.monotonic() < deadline and serve.poll() is None:
+            time.sleep(0.5)
+        assert server_file.exists(), serve.stdout.read() if serve.poll() is not None else "no server.json"
+        label_studio_pid = json.loads(server_file.read_text())["pid"]
+        serve.send_signal(signum)
+        assert serve.wait(60) == 0 or serve.returncode in (1, 130)
+        time.sleep(1)
+        with pytest.raises(ProcessLookupError):
+            os.kill(label_studio_pid, 0)  # Label Studio is gone too
+        assert not server_file.exists()
+    finally:
+        if serve.poll() is None:
+            serve.kill()

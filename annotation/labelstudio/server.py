@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -94,7 +95,9 @@ class LocalServer:
         self.data_dir = Path(data_dir) if data_dir else root / "data"
         self.venv = venv
         self.credentials = credentials or load_credentials()
-        self.template = root / f"template-{LABEL_STUDIO_REQUIREMENT.split('==')[1]}.sqlite3"
+        # The template holds the admin account, so it only fits the credentials it was made with.
+        account = hashlib.sha256(f"{self.credentials.email}:{self.credentials.token}".encode()).hexdigest()[:10]
+        self.template = root / f"template-{LABEL_STUDIO_REQUIREMENT.split('==')[1]}-{account}.sqlite3"
         self.log_path = self.data_dir / "server.log"
         self.process: subprocess.Popen[bytes] | None = None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -84,6 +85,12 @@ def serve(
         "API token": f"stored 0600 in {label_studio_dir() / 'credentials.json'}", "log": server.log_path}))
     console.print("Create a project and send pairs: [bold]rlhfkit annotate push --pairs PAIRS.jsonl[/]; "
                   "accounts for annotators: [bold]rlhfkit annotate invite EMAIL[/]. Ctrl-C stops the server.")
+
+    def stop_on_signal(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM too (kill, systemd): Label Studio runs in its own session and would live on
+
+    signal.signal(signal.SIGTERM, stop_on_signal)
+    signal.signal(signal.SIGINT, stop_on_signal)
     try:
         while server.process and server.process.poll() is None:
             time.sleep(1)
