@@ -195,3 +195,22 @@ def test_serve_stops_label_studio_when_it_is_stopped(tmp_path, signum):
     finally:
         if serve.poll() is None:
             serve.kill()
+
+
+def test_preannotations_follow_the_shown_positions(server):
+    from annotation.verifier import VerifierAnnotator
+    from preference.pairs import Pair
+
+    admin = server.client()
+    project = ensure_project(admin, "pre-annotated")
+    meta = {"instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]}
+    pairs = [Pair(f"Name fruits, no commas ({i}).", f"Apples and pears {i}.", f"Apples, pears {i}.", meta)
+             for i in range(6)]
+    push(admin, project["id"], pairs, preannotator=VerifierAnnotator())
+    tasks = list(admin.tasks(project["id"]))
+    assert len(tasks) == 6 and any(t["data"]["shown_swapped"] for t in tasks)
+    for task in tasks:
+        (prediction,) = task["predictions"]
+        chosen = prediction["result"][0]["value"]["choices"][0]
+        shown = task["data"]["answer_a"] if chosen == "a" else task["data"]["answer_b"]
+        assert "," not in shown  # the comma-free answer, on whichever side the shuffle put it

@@ -124,14 +124,18 @@ def push(
     overlap: Annotated[int, typer.Option(help="Annotators per task (Label Studio's maximum_annotations).")] = 1,
     batch_size: Annotated[int, typer.Option(help="Tasks per request.")] = 100,
     seed: Annotated[int, typer.Option(help="Seed of the A/B position shuffle (recorded per task).")] = 0,
-    preannotate: Annotated[str | None, typer.Option(help="Pre-fill choices with a machine annotator (e.g. "
-                                                    "'verifier'); off by default because pre-filled choices anchor "
-                                                    "annotators.")] = None,
+    preannotate: Annotated[str | None, typer.Option(help="Pre-fill choices with a machine annotator: 'verifier', "
+                                                    "'judge' or 'reward'; off by default because pre-filled choices "
+                                                    "anchor annotators.")] = None,
+    reward_model: Annotated[str | None, typer.Option(help="Reward model folder for --preannotate reward.")] = None,
+    judge_lm: Annotated[str, typer.Option(help="LM for --preannotate judge (see `annotate label`).")
+                        ] = annotate_machine.DEFAULT_JUDGE_LM,
 ) -> None:
     """Send pairs as tasks (A/B randomised and recorded). Idempotent: pairs already in the project are skipped."""
     chosen = _load_pairs(pairs, store)
     client = connect()
-    preannotator = annotate_machine.build_annotator(preannotate) if preannotate else None
+    preannotator = (annotate_machine.build_annotator(preannotate, judge_lm=judge_lm, reward_model=reward_model)
+                    if preannotate else None)
     try:
         target = ensure_project(client, project, overlap) if not str(project).isdigit() else open_project(client,
                                                                                                          project)
