@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -179,8 +180,8 @@ def test_serve_stops_label_studio_when_it_is_stopped(tmp_path, signum):
     serve = subprocess.Popen([str(rlhfkit), "annotate", "serve", "--port", str(port)], env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    server_file = tmp_path / "home" / "labelstudio" / "server.json"
     try:
-        server_file = tmp_path / "home" / "labelstudio" / "server.json"
         deadline = time.monotonic() + 120
         while not server_file.exists() and time.monotonic() < deadline and serve.poll() is None:
             time.sleep(0.5)
@@ -192,9 +193,16 @@ def test_serve_stops_label_studio_when_it_is_stopped(tmp_path, signum):
         with pytest.raises(ProcessLookupError):
             os.kill(label_studio_pid, 0)  # Label Studio is gone too
         assert not server_file.exists()
-    finally:
+    finally:  # even when the test fails, leave no server behind
         if serve.poll() is None:
-            serve.kill()
+            serve.terminate()
+            try:
+                serve.wait(30)
+            except subprocess.TimeoutExpired:
+                serve.kill()
+        if server_file.exists():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(json.loads(server_file.read_text())["pid"], signal.SIGTERM)
 
 
 def test_preannotations_follow_the_shown_positions(server):
