@@ -212,7 +212,7 @@ class RewardModel:
             try:
                 config = AutoConfig.from_pretrained(source)
             except (OSError, ValueError) as error:
-                hint = "" if folder is not None else " (no such folder, and not a model in the local Hugging Face cache)"
+                hint = "" if folder is not None else " (no such folder, nor a model in the local Hugging Face cache)"
                 raise RewardModelError(f"{where}: cannot read a model config{hint}: {error}") from None
             keys = _checkpoint_keys(source, folder)
             if keys is not None:
@@ -240,10 +240,11 @@ class RewardModel:
     def save(self, path: str | Path) -> Path:
         """Write weights (safetensors), tokenizer and rlhfkit_reward.json into `path`, atomically.
 
-        A model loaded from a LoRA adapter was merged on load, so it is saved as full weights (meta.lora false).
+        A PEFT model (e.g. fresh from LoRA training) is saved as its adapter, meta.lora true, meta.backbone naming the
+        base; anything else as full weights, meta.lora false (a model loaded from an adapter was merged on load).
         """
         path = Path(path)
-        meta = dataclasses.replace(self.meta, lora=False)
+        meta = dataclasses.replace(self.meta, lora=hasattr(self.model, "peft_config"))
         with atomic_dir(path) as tmp:
             self.model.save_pretrained(tmp)
             self.tokenizer.save_pretrained(tmp)
@@ -455,7 +456,8 @@ class RewardEnsemble:
 
     def score(self, prompts: Sequence[Prompt], responses: Sequence[str], *, batch_size: int | None = None,
               progress: bool = False) -> list[float]:
-        per_member = self.score_members(prompts, responses, batch_size=batch_size)
+        per_member = [member.score(prompts, responses, batch_size=batch_size, progress=progress)
+                      for member in self.members]
         return [sum(values) / len(values) for values in zip(*per_member)]
 
     def compare(self, prompts: Sequence[Prompt], responses_a: Sequence[str], responses_b: Sequence[str]

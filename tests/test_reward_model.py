@@ -271,7 +271,8 @@ def test_lora_adapter_round_trip(tmp_path, minilm_tokenizer):
         head.weight.normal_(0, 1.0)
         head.bias.fill_(3.0)
     peft_model.eval()
-    expected = RewardModel(peft_model, tok, RewardMeta(backbone="x", max_length=128)).score(PROMPTS, RESPONSES)
+    in_memory = RewardModel(peft_model, tok, RewardMeta(backbone=str(base_dir), max_length=128))
+    expected = in_memory.score(PROMPTS, RESPONSES)
 
     adapter_dir = tmp_path / "adapter"
     peft_model.save_pretrained(adapter_dir)
@@ -290,6 +291,10 @@ def test_lora_adapter_round_trip(tmp_path, minilm_tokenizer):
     assert not (merged / "adapter_config.json").exists()
     assert json.loads((merged / META_FILE).read_text())["lora"] is False
     assert RewardModel.load(merged).score(PROMPTS, RESPONSES) == pytest.approx(scores, abs=1e-6)
+    # RewardModel.save of a PEFT model writes the adapter (meta.lora true), which loads back the same.
+    saved = in_memory.save(tmp_path / "saved-adapter")
+    assert (saved / "adapter_config.json").is_file() and RewardMeta.load(saved).lora
+    assert RewardModel.load(saved).score(PROMPTS, RESPONSES) == pytest.approx(scores, abs=1e-5)
 
 
 # ---------------------------------------------------------------- ensemble
