@@ -67,7 +67,8 @@ class CalibrationBin:
 
 @dataclasses.dataclass
 class Calibration:
-    """Calibration of P(a > b) = sigmoid((r_a - r_b) / T) against the outcome label == a, on decisive pairs."""
+    """Calibration of P(a > b) = sigmoid((r_a - r_b) / T) against the outcome label == a, on decisive pairs counted in
+    both orientations (so it does not depend on which response a dataset stores first)."""
 
     temperature: float  # the T used (the given one)
     ece: float  # expected calibration error: sum over bins of (count / n) * |mean_predicted - observed|
@@ -378,18 +379,21 @@ def evaluate(scorer: RewardScorer, records: Iterable[PreferenceRecord], *, tempe
     if singles:
         notes.append(f"{singles} decisive pair(s) have a single judgment and sit in agreement level 1.0")
 
-    # Calibration of P(a > b) for response_a; the outcome is label == a.
-    diffs = da - db
-    ece, brier, log_loss, bins = _calibration_at(diffs, label_a, float(temperature))
+    # Calibration of P(a > b) against label == a, with every decisive pair counted in BOTH orientations
+    # ((r_a - r_b, a won) and (r_b - r_a, b won)). Calibration must not depend on storage order: HH-RLHF stores the
+    # chosen answer as `a` in every pair, and one orientation alone would score a single class.
+    diffs = np.concatenate([da - db, db - da])
+    a_won = np.concatenate([label_a, ~label_a])
+    ece, brier, log_loss, bins = _calibration_at(diffs, a_won, float(temperature))
     calibration = Calibration(float(temperature), ece, brier, log_loss, bins)
     if fit_temperature:
-        fitted, fit_note = best_temperature(diffs, label_a)
+        fitted, fit_note = best_temperature(diffs, a_won)
         calibration.fit_in_sample = True
         calibration.fit_note = IN_SAMPLE_NOTE if fit_note is None else f"{IN_SAMPLE_NOTE}; {fit_note}"
         if fitted is not None:
             calibration.fitted_temperature = fitted
             (calibration.fitted_ece, calibration.fitted_brier, calibration.fitted_log_loss,
-             calibration.fitted_bins) = _calibration_at(diffs, label_a, fitted)
+             calibration.fitted_bins) = _calibration_at(diffs, a_won, fitted)
         notes.append(calibration.fit_note)
 
     # Length bias, by characters, on decisive pairs whose responses differ in length.

@@ -202,22 +202,41 @@ def test_ece_brier_log_loss_by_hand():
         rec("p4", "abc", "xyz", "a"),
     ]
     report = evaluate(LengthScorer(), records, n_bootstrap=0, temperature=1.0)
+    # Each decisive pair counts in both orientations: (p, y) and (1 - p, 1 - y).
     p = [sig(2), sig(2), sig(-1), 0.5]
     y = [1, 0, 0, 1]
-    # Bins of width 0.1: s(2) = 0.881 -> bin 8 (two pairs, observed 1/2); s(-1) = 0.269 -> bin 2; 0.5 -> bin 5.
-    ece = 2 / 4 * abs(sig(2) - 0.5) + 1 / 4 * abs(sig(-1) - 0) + 1 / 4 * abs(0.5 - 1)
+    p, y = p + [1 - v for v in p], y + [1 - v for v in y]
+    # Bins of width 0.1: s(2) = 0.881 -> bin 8 (2 points, observed 1/2); 1 - s(2) = 0.119 -> bin 1 (2, 1/2);
+    # s(-1) = 0.269 -> bin 2 (1, 0); s(1) = 0.731 -> bin 7 (1, 1); 0.5 -> bin 5 (2, 1/2).
+    ece = (2 / 8 * abs(sig(2) - 0.5) + 2 / 8 * abs(1 - sig(2) - 0.5) + 1 / 8 * abs(sig(-1) - 0)
+           + 1 / 8 * abs(sig(1) - 1) + 2 / 8 * abs(0.5 - 0.5))
     cal = report.calibration
     assert cal.ece == pytest.approx(ece, abs=1e-12)
-    assert cal.brier == pytest.approx(sum((pi - yi) ** 2 for pi, yi in zip(p, y)) / 4, abs=1e-12)
-    log_loss = -sum(math.log(pi) if yi else math.log(1 - pi) for pi, yi in zip(p, y)) / 4
+    assert cal.brier == pytest.approx(sum((pi - yi) ** 2 for pi, yi in zip(p, y)) / 8, abs=1e-12)
+    log_loss = -sum(math.log(pi) if yi else math.log(1 - pi) for pi, yi in zip(p, y)) / 8
     assert cal.log_loss == pytest.approx(log_loss, abs=1e-12)
-    assert [b.count for b in cal.bins] == [0, 0, 1, 0, 0, 1, 0, 0, 2, 0]
+    assert [b.count for b in cal.bins] == [0, 2, 1, 0, 0, 2, 0, 1, 2, 0]
     assert cal.bins[8].observed == 0.5 and cal.bins[8].mean_predicted == pytest.approx(sig(2))
     assert cal.bins[0].mean_predicted is None
     assert cal.fitted_temperature is None and not cal.fit_in_sample
     # A temperature changes p: T = 2 gives s(1), s(1), s(-0.5), 0.5.
     warm = evaluate(LengthScorer(), records, n_bootstrap=0, temperature=2.0).calibration
     assert warm.brier == pytest.approx(((sig(1) - 1) ** 2 + sig(1) ** 2 + sig(-0.5) ** 2 + 0.25) / 4)
+
+
+def test_a_calibrated_model_is_calibrated_even_when_the_winner_is_always_stored_first():
+    # Humans pick the response with reward d over reward 0 with probability sigmoid(d): the model is calibrated.
+    # Stored HH-style (winner always as `a`), scoring only "P(a wins)" against label == a would see one class and
+    # report ECE near 0.4; counted in both orientations, calibration is judged fairly.
+    rng = random.Random(7)
+    records = []
+    for i in range(4000):
+        d = rng.uniform(-4, 4)
+        first_wins = rng.random() < sig(d)
+        winner, loser = (f"{d:.6f}|x{i}", f"0|y{i}") if first_wins else (f"0|y{i}", f"{d:.6f}|x{i}")
+        records.append(rec(f"q{i}", winner, loser, "a"))
+    cal = evaluate(StatedScoreScorer(), records, n_bootstrap=0, subsets=None).calibration
+    assert cal.ece < 0.05
 
 
 def test_temperature_fit_recovers_a_known_temperature():
