@@ -72,18 +72,19 @@ def encode(tokenizer: Any, prompt: Prompt, response: str, max_length: int) -> En
         return Encoded(kept_prompt + response_ids[: max_length - len(kept_prompt)], "response")
     # Encoder: pair encoding; "only_first" cuts the prompt, "longest_first" then also cuts the response.
     text = flatten(prompt)
-    prompt_len = len(tokenizer(text, add_special_tokens=False)["input_ids"])
-    response_len = len(tokenizer(response, add_special_tokens=False)["input_ids"])
+    # verbose=False: these only count tokens before truncating; transformers would warn about lengths over 512.
+    prompt_len = len(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+    response_len = len(tokenizer(response, add_special_tokens=False, verbose=False)["input_ids"])
     special = tokenizer.num_special_tokens_to_add(pair=True)
     if prompt_len + response_len + special <= max_length:
         return Encoded(tokenizer(text, response)["input_ids"], None)
     room = max_length - special - response_len
     if room >= MIN_PROMPT_TOKENS:
         # Keep the END of the prompt: tokenizers truncate from the right, so cut its start ourselves.
-        prompt_ids = tokenizer(text, add_special_tokens=False)["input_ids"][-room:]
+        prompt_ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"][-room:]
         text = tokenizer.decode(prompt_ids)
         ids = tokenizer(text, response, truncation="only_first", max_length=max_length)["input_ids"]
         return Encoded(ids, "prompt")
-    prompt_ids = tokenizer(text, add_special_tokens=False)["input_ids"][-MIN_PROMPT_TOKENS:]
+    prompt_ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"][-MIN_PROMPT_TOKENS:]
     ids = tokenizer(tokenizer.decode(prompt_ids), response, truncation="only_second", max_length=max_length)
     return Encoded(ids["input_ids"], "response")
