@@ -19,6 +19,7 @@ import dspy
 
 from preference.pairs import Pair
 from preference.schema import Label, PreferenceRecord
+from reward.text import flatten
 from rlhfkit.core.local_lm import local_lm
 from rlhfkit.core.plain_adapter import PlainAdapter
 from rlhfkit.core.registry import BUNDLED
@@ -70,18 +71,12 @@ def judge_lm(spec: str | Any) -> tuple[Any, Any]:
     return dspy.LM(spec), dspy.ChatAdapter()
 
 
-def _prompt_text(prompt: Any) -> str:
-    if isinstance(prompt, str):
-        return prompt
-    return "\n\n".join(f"{m['role']}: {m['content']}" for m in prompt)
-
-
 class JudgeAnnotator:
     """Annotator over a judge module; `name` defaults to "judge:<lm>"."""
 
     def __init__(self, lm: str | Any = "smollm2-135m-instruct", *, module: dspy.Module | None = None,
                  name: str | None = None, debias: bool = True):
-        self.lm, self.adapter = judge_lm(lm) if module is None or lm is not None else (None, None)
+        self.lm, self.adapter = judge_lm(lm)  # (None, None) when a module brings its own judging
         self.module = module or JudgeModule()
         label = lm if isinstance(lm, str) else getattr(lm, "model", "custom")
         self.name = name or f"judge:{label}"
@@ -101,7 +96,7 @@ class JudgeAnnotator:
         return verdict
 
     def judge(self, pair: Pair) -> PreferenceRecord | None:
-        prompt = _prompt_text(pair.prompt)
+        prompt = flatten(pair.prompt)
         forward = self._ask(prompt, pair.response_a, pair.response_b)
         if forward is None:
             return None
