@@ -14,7 +14,6 @@ The `ExportReport` counts every row in and out, by reason.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any, Literal
 
 from preference.aggregate import Consensus, aggregate
 from preference.schema import Label, Message, PreferenceRecord
-from rlhfkit.core.atomic import atomic_path
+from rlhfkit.core.atomic import atomic_path, write_jsonl
 
 TiePolicy = Literal["drop", "margin0"]
 BothBadPolicy = Literal["drop", "tie", "negatives"]
@@ -166,14 +165,11 @@ def write_rows(rows: list[dict[str, Any]], path: str | Path) -> Path:
     suffix = path.suffix.lower()
     if suffix not in (".jsonl", ".parquet"):
         raise ValueError(f"{path}: export to .jsonl or .parquet")
-    with atomic_path(path) as tmp:
-        if suffix == ".jsonl":
-            with open(tmp, "w", encoding="utf-8") as handle:
-                for row in rows:
-                    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-        else:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
+    if suffix == ".jsonl":
+        return write_jsonl(rows, path)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
-            pq.write_table(pa.Table.from_pylist(rows), tmp)
+    with atomic_path(path) as tmp:
+        pq.write_table(pa.Table.from_pylist(rows), tmp)
     return path

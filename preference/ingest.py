@@ -19,7 +19,7 @@ from typing import Literal
 from preference.errors import DataError, Issue
 from preference.importers import ImportOptions, RowResult, detect_format, read_preferences
 from preference.store import PreferenceStore
-from rlhfkit.core.atomic import atomic_path
+from rlhfkit.core.atomic import write_jsonl
 
 OnError = Literal["fail", "quarantine"]
 
@@ -129,9 +129,6 @@ def default_quarantine_path(store: PreferenceStore, source: Path) -> Path:
 
 def write_quarantine(rejected: list[RowResult], target: Path) -> None:
     """Rejected rows, one JSON object per line: where, why, and the original text."""
-    with atomic_path(target) as tmp, open(tmp, "w", encoding="utf-8") as handle:
-        for result in rejected:
-            entry = {"file": result.file, "line": result.line,
-                     "issues": [issue.as_dict() for issue in result.issues if issue.severity == "error"],
-                     "raw": result.raw}
-            handle.write(json.dumps(entry, ensure_ascii=False) + "\n")
+    write_jsonl(({"file": result.file, "line": result.line,
+                  "issues": [issue.as_dict() for issue in result.issues if issue.severity == "error"],
+                  "raw": result.raw} for result in rejected), target)

@@ -18,7 +18,7 @@ from preference.importers.base import ImportOptions, container_of, read_containe
 from preference.importers.generic import text_or_chat
 from preference.schema import Prompt, PreferenceRecord, pair_id
 from preference.validation import RowContext, check_prompt, check_text
-from rlhfkit.core.atomic import atomic_path
+from rlhfkit.core.atomic import write_jsonl
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,10 +88,6 @@ def read_pairs(path: str | Path) -> list[Pair]:
 
 def write_pairs(pairs: Iterable[Pair], path: str | Path) -> Path:
     """Write pairs as JSONL, atomically."""
-    path = Path(path)
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
-        for pair in pairs:
-            handle.write(json.dumps(pair.to_row(), ensure_ascii=False) + "\n")
-    return path
+    return write_jsonl((pair.to_row() for pair in pairs), path)
 
 

@@ -14,7 +14,7 @@ from preference.importers import ImportOptions
 from preference.pairs import read_pairs
 from rlhfkit.cli.console import console, fail
 from rlhfkit.cli.data import load_records
-from rlhfkit.core.atomic import atomic_write_text
+from rlhfkit.core.atomic import atomic_write_text, write_jsonl
 
 app = typer.Typer(help="Train reward models (TRL), evaluate them, score responses.", no_args_is_help=True)
 DataArg = Annotated[Path, typer.Argument(help="Preference store or any importable preference file (HH-RLHF, PandaLM, "
@@ -132,5 +132,5 @@ def score(
                                 [p.response_b for p in chosen])
     rows = [{"pair_id": pair.pair_id, "r_a": a, "r_b": b, "p_a": p, **dataclasses.asdict(pair)}
             for pair, a, b, p in zip(chosen, r_a, r_b, p_a)]
-    atomic_write_text(out, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    write_jsonl(rows, out)
     console.print(f"scored {len(rows)} pairs with {model}: {out}")

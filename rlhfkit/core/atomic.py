@@ -6,11 +6,13 @@ A reader never sees a half-written file or folder, and a crash leaves the old ve
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 
 def _fsync_dir(path: Path) -> None:
@@ -88,3 +90,12 @@ def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def write_jsonl(rows: Iterable[Any], target: str | os.PathLike[str]) -> Path:
+    """Write JSON objects one per line (UTF-8, non-ASCII kept as is), atomically."""
+    target = Path(target)
+    with atomic_path(target) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return target

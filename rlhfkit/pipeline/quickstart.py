@@ -23,26 +23,24 @@ from preference.schema import PreferenceRecord
 from preference.split import split_by_prompt
 from preference.store import PreferenceStore, save_preferences
 from preference.synthetic import synthetic_preferences
-from rlhfkit.core.atomic import atomic_path, atomic_write_text
+from rlhfkit.core.atomic import atomic_write_text, write_jsonl
 from rlhfkit.core.registry import BUNDLED, resolve_model
 
 Stage = tuple[str, Callable[[Path], dict[str, Any]]]
 
 
-def _write_jsonl(records: list[PreferenceRecord], path: Path) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
-        for record in records:
-            row = record.to_row()
-            for key in ("judgment_id", "pair_id", "prompt_messages"):
-                row.pop(key)
-            row["metadata"] = record.metadata
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+def _sample_row(record: PreferenceRecord) -> dict[str, Any]:
+    """The record as a user would write it in rlhfkit's JSONL format (derived ids left out)."""
+    row = record.to_row()
+    for key in ("judgment_id", "pair_id", "prompt_messages"):
+        row.pop(key)
+    return {**row, "metadata": record.metadata}
 
 
 def _stages(n_prompts: int, seed: int) -> list[Stage]:
     def sample(work: Path) -> dict[str, Any]:
         records = synthetic_preferences(n_prompts, seed)
-        _write_jsonl(records, work / "sample.jsonl")
+        write_jsonl(map(_sample_row, records), work / "sample.jsonl")
         return {"judgments": len(records), "output": "sample.jsonl"}
 
     def import_(work: Path) -> dict[str, Any]:
