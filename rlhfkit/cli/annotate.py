@@ -8,10 +8,9 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from annotation.labelstudio.accounts import invite as invite_user
@@ -22,7 +21,7 @@ from preference.errors import DataError
 from preference.pairs import Pair, pairs_from_records, read_pairs
 from preference.store import PreferenceStore, StoreError
 from rlhfkit.cli import annotate_machine
-from rlhfkit.cli.console import console, err_console, fail, row_progress
+from rlhfkit.cli.console import console, err_console, fail, row_progress, summary_table
 from rlhfkit.core.atomic import atomic_write_text
 from rlhfkit.core.settings import label_studio_dir
 
@@ -52,15 +51,6 @@ def connect() -> LabelStudioClient:
         fail(str(exc))
 
 
-def _table(title: str, rows: dict[str, Any]) -> Table:
-    table = Table(title=title)
-    table.add_column("what")
-    table.add_column("value", justify="right")
-    for key, value in rows.items():
-        table.add_row(key, escape(str(value)))
-    return table
-
-
 @app.command()
 def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
@@ -80,7 +70,7 @@ def serve(
             fail(str(exc))
     atomic_write_text(_server_file(), json.dumps({"url": server.url, "pid": server.process.pid}))
     credentials = server.credentials
-    console.print(_table("Label Studio is running", {
+    console.print(summary_table("Label Studio is running", {
         "URL": server.url, "admin login": credentials.email, "admin password": credentials.password,
         "API token": f"stored 0600 in {label_studio_dir() / 'credentials.json'}", "log": server.log_path}))
     console.print("Create a project and send pairs: [bold]rlhfkit annotate push --pairs PAIRS.jsonl[/]; "
@@ -144,7 +134,7 @@ def push(
                                 preannotator=preannotator, on_batch=lambda n: [advance() for _ in range(n)])
     except (LabelStudioError, ValueError) as exc:
         fail(str(exc))
-    console.print(_table(f"pushed to project {target['title']!r} (id {target['id']})", {
+    console.print(summary_table(f"pushed to project {target['title']!r} (id {target['id']})", {
         "pairs asked for": report.requested, "already in the project": report.already_there,
         "tasks created": report.created, "batches": report.batches, "recovered interruptions": report.recoveries,
         "label here": f"{client.url}/projects/{target['id']}/data"}))
@@ -162,7 +152,7 @@ def pull(
         report = pull_project(client, target["id"], PreferenceStore(store))
     except (LabelStudioError, StoreError) as exc:
         fail(str(exc))
-    console.print(_table(f"pulled project {target['title']!r} into {store}", {
+    console.print(summary_table(f"pulled project {target['title']!r} into {store}", {
         "new judgments": report.new, "edited judgments": report.updated, "unchanged": report.unchanged,
         "skipped by annotators": report.skipped, "rejected (malformed)": len(report.rejected),
         "judgments in store": len(PreferenceStore(store))}))
@@ -208,7 +198,7 @@ def status_cmd(
     if json_out:
         json_out.write_text(json.dumps(info, indent=1))
     agreement = info["agreement"] or {}
-    console.print(_table(f"project {info['project']['title']!r} (overlap {info['project']['overlap']})", {
+    console.print(summary_table(f"project {info['project']['title']!r} (overlap {info['project']['overlap']})", {
         "tasks": info["tasks"], "tasks started": info["tasks_started"], "tasks complete": info["tasks_complete"],
         "judgments": info["annotations"], "skipped": info["skipped"],
         "Krippendorff's alpha": _round(agreement.get("krippendorff_alpha")),

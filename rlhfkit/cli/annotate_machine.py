@@ -21,7 +21,7 @@ from preference.errors import DataError, Issue
 from preference.pairs import Pair, read_pairs, write_pairs
 from preference.schema import Label, PreferenceRecord
 from preference.store import PreferenceStore, StoreError
-from rlhfkit.cli.console import console, err_console, fail, row_progress
+from rlhfkit.cli.console import console, err_console, fail, row_progress, summary_table
 
 AVAILABLE = ("verifier", "judge", "reward")
 COMING: dict[str, str] = {}
@@ -148,19 +148,12 @@ def label(
         except (StoreError, OSError) as exc:
             fail(str(exc))
 
-    table = Table(title=f"{judge.name} ({mode}) on {pairs_file.name}")
-    table.add_column("what")
-    table.add_column("count", justify="right")
-    table.add_row("pairs read", str(len(pairs)))
-    table.add_row("judged", str(len(records)))
-    table.add_row("skipped", str(len(pairs) - len(records)))
-    for reason, count in sorted(skipped.items()):
-        table.add_row(f"  skipped: {escape(reason)}", str(count))
     labels = Counter(record.label for record in records)
-    for value in Label:
-        table.add_row(f"label {value.value}", str(labels.get(value, 0)))
-    table.add_row("judgments written", str(written))
-    console.print(table)
+    console.print(summary_table(f"{judge.name} ({mode}) on {pairs_file.name}", {
+        "pairs read": len(pairs), "judged": len(records), "skipped": len(pairs) - len(records),
+        **{f"  skipped: {reason}": count for reason, count in sorted(skipped.items())},
+        **{f"label {value.value}": labels.get(value, 0) for value in Label},
+        "judgments written": written}, "count"))
     if not records:
         fail(f"no pair in {pairs_file} could be judged by {judge.name} (reasons above); nothing written")
     console.print(f"appended {written} judgment(s) to {store}")

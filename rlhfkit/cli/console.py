@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 console = Console()
@@ -19,6 +20,16 @@ def fail(message: str, code: int = 1) -> NoReturn:
     """Print a clear error (no traceback) and exit non-zero."""
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
+
+
+def summary_table(title: str, rows: dict[str, Any], value_header: str = "value") -> Table:
+    """The two-column report every command prints: what, and how many (both printed as text, never as markup)."""
+    table = Table(title=escape(title))
+    table.add_column("what")
+    table.add_column(value_header, justify="right")
+    for key, value in rows.items():
+        table.add_row(escape(str(key)), escape(str(value)))
+    return table
 
 
 @contextlib.contextmanager

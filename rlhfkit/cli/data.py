@@ -21,7 +21,7 @@ from preference.ingest import import_file, scan
 from preference.schema import PreferenceRecord
 from preference.split import split_by_prompt
 from preference.store import PreferenceStore, StoreError, save_preferences
-from rlhfkit.cli.console import console, err_console, fail, row_progress
+from rlhfkit.cli.console import console, err_console, fail, row_progress, summary_table
 
 app = typer.Typer(help="Import, validate, describe, split and export preference data.", no_args_is_help=True)
 
@@ -131,18 +131,12 @@ def import_cmd(
         fail(str(exc).splitlines()[0] + (f" (showing 50 of {len(exc.issues)})" if len(exc.issues) > 50 else ""))
     except (ValueError, FileNotFoundError, StoreError) as exc:
         fail(str(exc))
-    table = Table(title=f"imported {file.name} ({report.format}) into {store}")
-    table.add_column("what")
-    table.add_column("count", justify="right")
-    table.add_row("rows read", str(report.rows_read))
-    table.add_row("judgments imported", str(report.records_imported))
-    table.add_row("  of which replace an earlier judgment", str(report.superseding))
-    table.add_row("already in the store, unchanged", str(report.unchanged))
-    table.add_row("rows rejected", str(report.rows_rejected))
-    for flag, count in sorted(report.flags.items()):
-        table.add_row(f"flagged {flag}", str(count))
-    table.add_row("judgments in store", str(len(target)))
-    console.print(table)
+    console.print(summary_table(f"imported {file.name} ({report.format}) into {store}", {
+        "rows read": report.rows_read, "judgments imported": report.records_imported,
+        "  of which replace an earlier judgment": report.superseding,
+        "already in the store, unchanged": report.unchanged, "rows rejected": report.rows_rejected,
+        **{f"flagged {flag}": count for flag, count in sorted(report.flags.items())},
+        "judgments in store": len(target)}, "count"))
     for message, count in _summarise(report.warnings).most_common():
         console.print(f"[yellow]warning[/] x{count}: {escape(message)}")
     flagged = [w for w in report.warnings if "flagged" in w.message]
@@ -321,17 +315,11 @@ def export(
             write_rows(rows, out)
     except ValueError as exc:
         fail(str(exc))
-    table = Table(title=f"export to {to}: {out}")
-    table.add_column("what")
-    table.add_column("count", justify="right")
-    table.add_row("judgments in", str(report.judgments_in))
-    table.add_row("pairs (after aggregation)", str(report.pairs_in))
-    for key, count in sorted(report.kept.items()):
-        table.add_row(f"kept: {key}", str(count))
-    for key, count in sorted(report.dropped.items()):
-        table.add_row(f"dropped: {key}", str(count))
-    table.add_row("rows written", str(report.rows_out))
-    console.print(table)
+    console.print(summary_table(f"export to {to}: {out}", {
+        "judgments in": report.judgments_in, "pairs (after aggregation)": report.pairs_in,
+        **{f"kept: {key}": count for key, count in sorted(report.kept.items())},
+        **{f"dropped: {key}": count for key, count in sorted(report.dropped.items())},
+        "rows written": report.rows_out}, "count"))
     console.print(f"policy: ties={ties}, both_bad={both_bad}, aggregate={aggregate}, min_agreement={min_agreement}")
     for note in report.notes:
         console.print(f"[yellow]note:[/] {note}")

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from preference.importers import ImportOptions
 from preference.pairs import read_pairs
-from rlhfkit.cli.console import console, fail
+from rlhfkit.cli.console import console, fail, summary_table
 from rlhfkit.cli.data import load_records
 from rlhfkit.core.atomic import atomic_write_text, write_jsonl
 
@@ -52,20 +52,13 @@ def train(
     config.validate()  # bad options fail before the data is read
     records, _ = load_records(data, None, ImportOptions())
     result = train_reward_model(records, config)
-    table = Table(title=f"reward model trained: {result.model_dir}")
-    table.add_column("what")
-    table.add_column("value", justify="right")
-    export = result.data["export"]
-    table.add_row("training pairs", str(result.data["pairs"]))
-    for key, count in sorted(export["dropped"].items()):
-        table.add_row(f"dropped: {key}", str(count))
-    for side, count in sorted(result.data["truncated_sides"].items()):
-        table.add_row(f"truncated ({side})", str(count))
-    for index, metrics in enumerate(result.metrics):
-        table.add_row(f"train loss (member {index})" if len(result.metrics) > 1 else "train loss",
-                      f"{metrics.get('train_loss', float('nan')):.4f}")
-    table.add_row("curves", str(output_dir / "curves*.png"))
-    console.print(table)
+    losses = {f"train loss (member {index})" if len(result.metrics) > 1 else "train loss":
+              f"{metrics.get('train_loss', float('nan')):.4f}" for index, metrics in enumerate(result.metrics)}
+    console.print(summary_table(f"reward model trained: {result.model_dir}", {
+        "training pairs": result.data["pairs"],
+        **{f"dropped: {key}": count for key, count in sorted(result.data["export"]["dropped"].items())},
+        **{f"truncated ({side})": count for side, count in sorted(result.data["truncated_sides"].items())},
+        **losses, "curves": output_dir / "curves*.png"}))
 
 
 @app.command("eval")
