@@ -135,6 +135,13 @@ class PullReport:
     quarantine: str | None = None
 
 
+def annotator_names(client: LabelStudioClient) -> Callable[[Any], str]:
+    """Maps an annotation's `completed_by` user id to the annotator id of its records: email, else username, else
+    user-<id>. Pull and status name people the same way through it."""
+    names = {user["id"]: user.get("email") or user.get("username") or f"user-{user['id']}" for user in client.users()}
+    return lambda user_id: names.get(user_id, f"user-{user_id}")
+
+
 def _state_path(store: PreferenceStore, client: LabelStudioClient, project_id: int) -> Path:
     host = client.url.split("://", 1)[-1].replace(":", "_").replace("/", "_")
     return store.path / "labelstudio" / f"{host}-project-{project_id}.json"
@@ -150,7 +157,7 @@ def pull(client: LabelStudioClient, project_id: int, store: PreferenceStore) -> 
     report = PullReport(project_id)
     state_file = _state_path(store, client, project_id)
     seen: dict[str, str] = json.loads(state_file.read_text()) if state_file.exists() else {}
-    emails = {user["id"]: user.get("email") or user.get("username") or f"user-{user['id']}" for user in client.users()}
+    annotator_of = annotator_names(client)
     records: list[PreferenceRecord] = []
     for task in client.tasks(project_id):
         for annotation in task.get("annotations", []):
@@ -163,7 +170,7 @@ def pull(client: LabelStudioClient, project_id: int, store: PreferenceStore) -> 
             if annotation.get("was_cancelled"):
                 report.skipped += 1
                 continue
-            annotator = emails.get(annotation.get("completed_by"), f"user-{annotation.get('completed_by')}")
+            annotator = annotator_of(annotation.get("completed_by"))
             try:
                 records.append(record_of_annotation(task, annotation, annotator, source_name(project_id)))
             except ResultError as exc:
@@ -191,12 +198,12 @@ def status(client: LabelStudioClient, project_id: int) -> dict[str, Any]:
     """Progress, per-annotator counts, agreement so far, and the pairs annotators disagree on."""
     project = open_project(client, project_id)
     overlap = project.get("maximum_annotations") or 1
-    emails = {user["id"]: user.get("email") for user in client.users()}
+    annotator_of = annotator_names(client)
     tasks = list(client.tasks(project_id))
     records, per_annotator, skipped = [], Counter(), 0
     for task in tasks:
         for annotation in task.get("annotations", []):
-            annotator = emails.get(annotation.get("completed_by"), f"user-{annotation.get('completed_by')}")
+            annotator = annotator_of(annotation.get("completed_by"))
             if annotation.get("was_cancelled"):
                 skipped += 1
                 continue
