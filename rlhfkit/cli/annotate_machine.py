@@ -17,11 +17,11 @@ from rich.table import Table
 from annotation.base import Annotator
 from annotation.select import STRATEGIES, select_pairs
 from annotation.verifier import MODES, VERIFIER_NAME, VerifierAnnotator, VerifierSetupError
-from preference.errors import DataError, Issue
+from preference.errors import DataError
 from preference.pairs import Pair, read_pairs, write_pairs
 from preference.schema import Label, PreferenceRecord
 from preference.store import PreferenceStore, StoreError
-from rlhfkit.cli.console import console, err_console, fail, row_progress, summary_table
+from rlhfkit.cli.console import console, err_console, fail, issue_table, row_progress, summary_table
 
 AVAILABLE = ("verifier", "judge", "reward")
 COMING: dict[str, str] = {}
@@ -82,23 +82,13 @@ def _read_pairs(path: Path) -> list[Pair]:
     try:
         pairs = read_pairs(path)
     except DataError as exc:
-        _print_issues(exc.issues)
+        err_console.print(issue_table(exc.issues, "errors", limit=50))
         fail(str(exc).splitlines()[0])
     except (ValueError, FileNotFoundError) as exc:
         fail(str(exc))
     if not pairs:
         fail(f"{path}: no pairs")
     return pairs
-
-
-def _print_issues(issues: list[Issue]) -> None:
-    table = Table(title="errors")
-    for column in ("where", "field", "problem"):
-        table.add_column(column, overflow="fold")
-    for issue in issues[:50]:
-        where = issue.file if issue.line is None else f"{Path(issue.file).name}:{issue.line}"
-        table.add_row(escape(where), escape(issue.field or ""), escape(issue.message))
-    err_console.print(table)
 
 
 def run_annotator(annotator: Annotator, pairs: list[Pair], description: str) -> list[PreferenceRecord | None]:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from preference.errors import Issue
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 console = Console()
@@ -20,6 +23,17 @@ def fail(message: str, code: int = 1) -> NoReturn:
     """Print a clear error (no traceback) and exit non-zero."""
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
+
+
+def issue_table(issues: list[Issue], title: str, limit: int | None = None) -> Table:
+    """Problems in input data, one row each: file:line, field, message (printed as text, never as markup)."""
+    table = Table(title=title)
+    for column in ("where", "field", "problem"):
+        table.add_column(column, overflow="fold")
+    for issue in issues[:limit]:
+        where = issue.file if issue.line is None else f"{Path(issue.file).name}:{issue.line}"
+        table.add_row(escape(where), escape(issue.field or ""), escape(issue.message))
+    return table
 
 
 def summary_table(title: str, rows: dict[str, Any], value_header: str = "value") -> Table:

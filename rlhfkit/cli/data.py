@@ -21,7 +21,7 @@ from preference.ingest import import_file, scan
 from preference.schema import PreferenceRecord
 from preference.split import split_by_prompt
 from preference.store import PreferenceStore, StoreError, save_preferences
-from rlhfkit.cli.console import console, err_console, fail, row_progress, summary_table
+from rlhfkit.cli.console import console, err_console, fail, issue_table, row_progress, summary_table
 
 app = typer.Typer(help="Import, validate, describe, split and export preference data.", no_args_is_help=True)
 
@@ -88,16 +88,6 @@ def load_records(path: Path, format: str | None, options: ImportOptions) -> tupl
     return [record for result in results if result.ok for record in result.records], bad
 
 
-def _issue_table(issues: list[Issue], title: str, limit: int | None = None) -> Table:
-    table = Table(title=title, show_lines=False)
-    for column in ("where", "field", "problem"):
-        table.add_column(column, overflow="fold")
-    for issue in issues[:limit]:
-        where = issue.file if issue.line is None else f"{Path(issue.file).name}:{issue.line}"
-        table.add_row(escape(where), escape(issue.field or ""), escape(issue.message))
-    return table
-
-
 def _summarise(issues: list[Issue]) -> Counter[str]:
     return Counter(f"[{issue.field}] {issue.message}" if issue.field else issue.message for issue in issues)
 
@@ -127,7 +117,7 @@ def import_cmd(
             report = import_file(file, target, format, options, on_error,  # type: ignore[arg-type]
                                  quarantine, on_row=lambda _: advance())
     except DataError as exc:
-        err_console.print(_issue_table(exc.issues, "errors", limit=50))
+        err_console.print(issue_table(exc.issues, "errors", limit=50))
         fail(str(exc).splitlines()[0] + (f" (showing 50 of {len(exc.issues)})" if len(exc.issues) > 50 else ""))
     except (ValueError, FileNotFoundError, StoreError) as exc:
         fail(str(exc))
@@ -141,7 +131,7 @@ def import_cmd(
         console.print(f"[yellow]warning[/] x{count}: {escape(message)}")
     flagged = [w for w in report.warnings if "flagged" in w.message]
     if flagged:
-        console.print(_issue_table(flagged, f"flagged pairs (kept; export drops {', '.join(DROP_FLAGS)})", limit=50))
+        console.print(issue_table(flagged, f"flagged pairs (kept; export drops {', '.join(DROP_FLAGS)})", limit=50))
     if report.quarantine:
         console.print(f"[yellow]{report.rows_rejected} rejected row(s) with reasons written to {report.quarantine}[/]")
 
@@ -171,9 +161,9 @@ def validate(
     if json_out:
         json_out.write_text(json.dumps([issue.as_dict() for issue in issues], indent=1, ensure_ascii=False))
     if errors:
-        err_console.print(_issue_table(errors, f"{len(errors)} error(s)"))
+        err_console.print(issue_table(errors, f"{len(errors)} error(s)"))
     if warnings:
-        console.print(_issue_table(warnings, f"{len(warnings)} warning(s)"))
+        console.print(issue_table(warnings, f"{len(warnings)} warning(s)"))
     good = sum(1 for result in results if result.ok)
     console.print(f"{path} ({fmt}): {len(results)} rows, {good} valid, {len(results) - good} with errors, "
                   f"{len(warnings)} warning(s)")
