@@ -73,8 +73,9 @@ def test_import_fails_cleanly_then_quarantines(tmp_path):
 
 
 def test_missing_file_and_unknown_format_are_clear_errors(tmp_path):
-    result = run("data", "validate", tmp_path / "nope.jsonl")
-    assert result.exit_code == 1 and "no such file" in result.output
+    # A long path: an error message must stay one line however long (Rich wraps at 80 columns off a terminal).
+    result = run("data", "validate", tmp_path / ("d" * 90) / "nope.jsonl")
+    assert result.exit_code == 1 and "nope.jsonl: no such file" in result.output
     result = run("data", "import", write_rows(tmp_path / "p.jsonl", [ROW]), "--store", tmp_path / "s",
                  "--format", "xml")
     assert result.exit_code == 1 and "unknown format 'xml'" in result.output
