@@ -10,10 +10,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from annotation.verifier import ifeval_pair, load_ifeval_prompts
 from preference.pairs import Pair, read_pairs, write_pairs
 from preference.schema import Label, Strength
 from preference.store import PreferenceStore
+from reward.ifeval import ifeval_pair, load_ifeval_prompts
 from rlhfkit.cli.annotate_machine import register
 from tests.conftest import IFEVAL_PATH, needs
 

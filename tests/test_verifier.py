@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 
 from annotation.base import Annotator
-from annotation.verifier import (
-    VERIFIER_NAME,
+from annotation.verifier import VERIFIER_NAME, VerifierAnnotator, decide
+from preference.errors import DataError
+from preference.pairs import Pair
+from preference.schema import Label, Strength
+from reward.ifeval import (
     UnknownInstructionError,
     VerificationError,
-    VerifierAnnotator,
-    decide,
     ensure_punkt,
     ifeval_pair,
     instruction_ids,
@@ -25,9 +26,6 @@ from annotation.verifier import (
     punkt_data_dir,
     verify_response,
 )
-from preference.errors import DataError
-from preference.pairs import Pair
-from preference.schema import Label, Strength
 from tests.conftest import IFEVAL_PATH, needs
 
 pytestmark = needs(IFEVAL_PATH)
