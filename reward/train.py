@@ -27,6 +27,7 @@ from reward.data import PreparedData, prepare
 from reward.meta import RewardMeta
 from rlhfkit.core.atomic import atomic_dir, atomic_write_text
 from rlhfkit.core.registry import resolve_model
+from rlhfkit.core.run_dir import is_main_process, prepare_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,9 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
 
 
-class _StopOnNonFiniteLoss(TrainerCallback):
+class StopOnNonFiniteLoss(TrainerCallback):
+    """Stops training with `TrainingDiverged` when a logged loss is NaN or infinite (reward and policy trainers)."""
+
     def on_log(self, args, state, control, logs=None, **kwargs):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(loss):
@@ -165,18 +168,20 @@ def _train_member(config: RewardTrainingConfig, path: str, tokenizer: Any, train
         eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
         processing_class=tokenizer,
         peft_config=_peft_config(config),
-        callbacks=[_StopOnNonFiniteLoss()],
+        callbacks=[StopOnNonFiniteLoss()],
     )
     last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
     if config.resume and last:
         log.info("resuming %s from %s", name, last)
     output = trainer.train(resume_from_checkpoint=last if config.resume and last else None)
-    with atomic_dir(final) as tmp:
-        trainer.model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        RewardMeta(backbone=config.model, max_length=config.max_length, lora=config.lora,
-                   extra={"seed": seed, "data": data_summary, "train_metrics": output.metrics}).save(tmp)
-    _save_curves(trainer.state.log_history, out, "" if name == "single" else f"-{name}")
+    if trainer.accelerator.is_main_process:  # several processes (accelerate launch): one writes
+        with atomic_dir(final) as tmp:
+            trainer.model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            RewardMeta(backbone=config.model, max_length=config.max_length, lora=config.lora,
+                       extra={"seed": seed, "data": data_summary, "train_metrics": output.metrics}).save(tmp)
+        _save_curves(trainer.state.log_history, out, "" if name == "single" else f"-{name}")
+    trainer.accelerator.wait_for_everyone()
     return output.metrics
 
 
@@ -185,17 +190,15 @@ def train_reward_model(records: list[PreferenceRecord], config: RewardTrainingCo
     config = config or RewardTrainingConfig()
     config.validate()
     out = Path(config.output_dir)
-    if out.exists() and any(out.iterdir()) and not config.resume:
-        raise ValueError(f"{out} already holds a training run; pass resume to continue it or choose another "
-                         "output_dir")
     path = resolve_model(config.model)
     tokenizer = load_tokenizer_with_pad(path)
     data = prepare(records, tokenizer, config)
     train_rows, eval_rows = _split_eval(data, config.eval_fraction, config.seed)
     log.info("training on %d pairs (%d held out); truncated sides: %s", len(train_rows), len(eval_rows),
              dict(data.truncated) or "none")
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.json", json.dumps(dataclasses.asdict(config), indent=1))
+    # TRL's arguments set up the distributed state (accelerate launch / torchrun) that prepare_run_dir reads.
+    _trl_config(config, out / "checkpoints", config.seed, False)
+    prepare_run_dir(out, config.resume, dataclasses.asdict(config))
     members, metrics = [], []
     for index in range(config.ensemble):
         name = f"member-{index}" if config.ensemble > 1 else "single"
@@ -207,5 +210,6 @@ def train_reward_model(records: list[PreferenceRecord], config: RewardTrainingCo
                                          config.seed + index, data.summary()))
         members.append(final)
     summary = {"data": data.summary(), "members": [str(m) for m in members], "metrics": metrics}
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=str))
+    if is_main_process():
+        atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=str))
     return TrainResult(out / "model", members, data.summary(), metrics)

@@ -1,0 +1,38 @@
+"""Run folders of training jobs that may run as several processes (`accelerate launch`, `torchrun`).
+
+Every process calls `prepare_run_dir`: all look before the main process writes, so they agree on whether the folder
+held an earlier run; only the main process writes. Create the trainer's arguments first (TRL / transformers
+arguments set up the distributed state that this reads).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rlhfkit.core.atomic import atomic_write_text
+
+
+def prepare_run_dir(out: str | Path, resume: bool, config: dict[str, Any]) -> Path:
+    """Create `out` and write `config.json`; refuse a folder that holds another run unless `resume`."""
+    from accelerate import PartialState
+
+    state = PartialState()
+    out = Path(out)
+    taken = out.exists() and any(out.iterdir())
+    state.wait_for_everyone()
+    if taken and not resume:
+        raise ValueError(f"{out} already holds a training run; pass resume to continue it or choose another "
+                         "output_dir")
+    if state.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "config.json", json.dumps(config, indent=1, default=str))
+    state.wait_for_everyone()
+    return out
+
+
+def is_main_process() -> bool:
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
