@@ -1,0 +1,158 @@
+"""DPO from preference judgments with TRL's `DPOTrainer`: `train_dpo(records, DPOTrainingConfig(...))`.
+
+What rlhfkit adds around TRL:
+- **The data layer's policies.** Judgments are aggregated per pair; ties are dropped or trained in both orders
+  (`ties="margin0"`: the loss then pulls the two log-ratios together); both-bad pairs are dropped or treated as ties.
+  The summary reports every pair kept and dropped, by reason.
+- **Strength as sample weights.** TRL's DPO losses take no per-pair margin, so judgment strength (slight / clear /
+  strong -> 0.5 / 1 / 2) weights how often a pair is drawn (sampling with replacement in proportion to its weight,
+  the same gradient in expectation as a weighted loss). Pairs without a strength, and ties, weigh 1.
+- **Chat formatting as in generation.** Every prompt becomes chat messages (with the same optional system prompt)
+  so the policy is trained on exactly the text it is sampled from.
+- LoRA by default (the reference is the base with adapters switched off: no second model in memory), resumable
+  checkpoints, a NaN-loss stop, curves of loss, reward margin and accuracy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Iterable
+from typing import Any, Literal
+
+import torch
+from datasets import Dataset
+from trl import DPOConfig, DPOTrainer
+
+from policy.model import load_policy_tokenizer, messages_of
+from policy.training import (
+    PolicyTrainingConfig,
+    callbacks,
+    peft_config,
+    prepare_output,
+    train_and_save,
+    trl_common_args,
+)
+from preference.export import ExportPolicy, to_pairs
+from preference.schema import PreferenceRecord
+from rlhfkit.core.registry import resolve_model
+
+log = logging.getLogger(__name__)
+
+# TRL 1.16's DPO losses (DPOConfig.loss_type); see TRL's documentation for each.
+LOSS_TYPES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
+              "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm")
+
+
+@dataclasses.dataclass
+class DPOTrainingConfig(PolicyTrainingConfig):
+    output_dir: str = "runs/dpo"
+    # -- DPO -----------------------------------------------------------------------------------------------------
+    beta: float = 0.1
+    """How far the policy may move from the reference: higher keeps it closer (IPO: the regulariser tau)."""
+    loss_type: list[str] = dataclasses.field(default_factory=lambda: ["sigmoid"])
+    """One or more of TRL's DPO losses (`LOSS_TYPES`); several are summed with `loss_weights` (e.g. MPO)."""
+    loss_weights: list[float] | None = None
+    label_smoothing: float = 0.0
+    """Robust DPO / EXO: the assumed share of flipped labels (robust: in [0, 0.5))."""
+    max_length: int = 1024
+    """Tokens per prompt + answer; longer sequences are cut at the end (TRL's keep_start)."""
+    precompute_ref_log_probs: bool = False
+    """Compute the reference log-probs once before training (saves the reference forward pass every step)."""
+    # -- data ----------------------------------------------------------------------------------------------------
+    aggregate: Literal["majority", "unanimous", "weighted", "none"] = "majority"
+    """How several judgments of a pair become one training pair (`none`: every judgment is a pair)."""
+    ties: Literal["drop", "margin0"] = "drop"
+    """Ties: dropped, or trained in both orders (pulls the two answers' log-ratios together)."""
+    both_bad: Literal["drop", "tie"] = "drop"
+    """Pairs judged both bad: dropped, or handled as ties."""
+    min_agreement: float = 0.0
+    """Drop pairs whose consensus agreement is below this share."""
+    strength_weighting: bool = True
+    """Draw pairs in proportion to their strength (slight 0.5, clear 1, strong 2); False: uniformly."""
+
+    def validate(self) -> None:
+        super().validate()
+        unknown = [name for name in self.loss_type if name not in LOSS_TYPES]
+        checks = [
+            (self.beta > 0, "beta must be positive"),
+            (bool(self.loss_type) and not unknown, f"loss_type must be among {', '.join(LOSS_TYPES)}"
+                                                   + (f" (unknown: {', '.join(unknown)})" if unknown else "")),
+            (self.loss_weights is None or len(self.loss_weights) == len(self.loss_type),
+             "loss_weights needs one weight per loss_type"),
+            (0 <= self.label_smoothing < 0.5, "label_smoothing must be in [0, 0.5)"),
+            (self.max_length >= 16, "max_length must be at least 16"),
+            (self.ties in ("drop", "margin0"), "ties must be 'drop' or 'margin0'"),
+            (self.both_bad in ("drop", "tie"), "both_bad must be 'drop' or 'tie'"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"DPOTrainingConfig: {message}")
+
+
+class WeightedDPOTrainer(DPOTrainer):
+    """TRL's DPOTrainer drawing training pairs in proportion to `sample_weights` (None: TRL's own sampler)."""
+
+    def __init__(self, *args: Any, sample_weights: list[float] | None = None, **kwargs: Any):
+        self.sample_weights = sample_weights
+        super().__init__(*args, **kwargs)
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        if self.sample_weights is None:
+            return super()._get_train_sampler(train_dataset)
+        generator = torch.Generator().manual_seed(self.args.seed)
+        return torch.utils.data.WeightedRandomSampler(self.sample_weights, num_samples=len(self.sample_weights),
+                                                      replacement=True, generator=generator)
+
+
+def dpo_rows(records: Iterable[PreferenceRecord], config: DPOTrainingConfig
+             ) -> tuple[list[dict[str, Any]], list[float], dict[str, Any]]:
+    """(conversational prompt/chosen/rejected rows, their sample weights, the export report)."""
+    records = list(records)
+    if not records:
+        raise ValueError("no preference judgments to train on (the dataset is empty)")
+    policy = ExportPolicy(ties=config.ties, both_bad=config.both_bad, aggregate=config.aggregate,
+                          min_agreement=config.min_agreement)
+    pairs, report = to_pairs(records, policy)
+    if not (report.kept.get("a") or report.kept.get("b")):
+        raise ValueError(f"no pair with a preferred answer to train on (kept {dict(report.kept)}, dropped "
+                         f"{dict(report.dropped)}); DPO needs pairs where one answer is better")
+    rows, weights = [], []
+    for pair in pairs:
+        prompt = pair["prompt"] if isinstance(pair["prompt"], list) else pair["prompt"]
+        rows.append({
+            "prompt": messages_of(prompt, config.system_prompt),
+            "chosen": _assistant(pair["chosen"]),
+            "rejected": _assistant(pair["rejected"]),
+        })
+        margin = float(pair.get("margin") or 0.0)
+        weights.append(margin if margin > 0 else 1.0)
+    return rows, weights, report.as_dict()
+
+
+def _assistant(completion: Any) -> list[dict[str, str]]:
+    return completion if isinstance(completion, list) else [{"role": "assistant", "content": completion}]
+
+
+def train_dpo(records: Iterable[PreferenceRecord], config: DPOTrainingConfig | None = None) -> dict[str, Any]:
+    """Update the policy on `records` with DPO; returns the run summary (also in `<output_dir>/summary.json`)."""
+    from transformers import AutoModelForCausalLM
+
+    config = config or DPOTrainingConfig()
+    config.validate()
+    rows, weights, report = dpo_rows(records, config)
+    tokenizer = load_policy_tokenizer(config.model, config.chat_template, padding_side="right")
+    torch.manual_seed(config.seed)
+    model = AutoModelForCausalLM.from_pretrained(resolve_model(config.model), dtype=torch.float32)
+    args = DPOConfig(**trl_common_args(config), beta=config.beta, loss_type=list(config.loss_type),
+                     loss_weights=config.loss_weights, label_smoothing=config.label_smoothing,
+                     max_length=config.max_length, precompute_ref_log_probs=config.precompute_ref_log_probs)
+    prepare_output(config)  # after the TRL arguments: they set up the distributed state it uses
+    uniform = not config.strength_weighting or len(set(weights)) == 1
+    trainer = WeightedDPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
+                                 processing_class=tokenizer, peft_config=peft_config(config),
+                                 callbacks=callbacks(), sample_weights=None if uniform else weights)
+    extra = {"pairs": len(rows), "export": report, "weighted_sampling": not uniform}
+    return train_and_save(trainer, config, "dpo", extra,
+                          ["loss", "rewards/margins", "rewards/accuracies", "rewards/chosen", "rewards/rejected",
+                           "grad_norm"])

@@ -1,0 +1,186 @@
+"""Evaluate a policy: IFEval-style verifier pass rates and reward-model win rate against a reference, with CIs.
+
+`evaluate_policy(model, prompts, out_dir, ...)` answers each prompt greedily (resumable: answers are cached in
+`out_dir/answers-<name>.jsonl`), then reports
+- **verifier pass rates** on prompts that carry IFEval instructions: prompt level (every instruction followed) and
+  instruction level, each strict and loose, as IFEval defines them;
+- **reward win rate** against a reference policy's answers to the same prompts: the share of prompts where the
+  reward model scores the policy's answer higher (an exact tie counts half);
+each with a 95% bootstrap interval over prompts (instruction level resamples whole prompts).
+`paired_delta` compares two runs on the same prompts (e.g. before and after DPO) with a paired bootstrap interval.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from policy.generate import GenerationConfig, generate_candidates, read_candidates
+from policy.prompts import PromptItem
+from policy.rewards import user_prompt
+from reward.evaluate import grouped_bootstrap_ci
+from reward.ifeval import VerificationError, verify_response
+from reward.protocols import RewardScorer
+from rlhfkit.core.atomic import atomic_write_text
+
+LEVELS = ("prompt_strict", "prompt_loose", "instruction_strict", "instruction_loose")
+
+
+@dataclasses.dataclass
+class PolicyEvalConfig:
+    max_new_tokens: int = 256
+    """Answer length limit (greedy decoding)."""
+    batch_size: int = 8
+    system_prompt: str | None = None
+    """The system instruction the policy is used with (the same for the policy and the reference)."""
+    n_bootstrap: int = 2000
+    seed: int = 0
+    device: str | None = None
+    chat_template: str | None = None
+
+
+def answer(model: str, prompts: Sequence[PromptItem], path: Path, config: PolicyEvalConfig) -> dict[str, str]:
+    """Greedy answers by prompt key, generated once into `path` (reused and resumed on later calls)."""
+    if not path.exists():
+        generation = GenerationConfig(model=model, num_candidates=1, temperature=0.0,
+                                      max_new_tokens=config.max_new_tokens, batch_size=config.batch_size,
+                                      seed=config.seed, system_prompt=config.system_prompt, device=config.device,
+                                      chat_template=config.chat_template, backend="transformers")
+        generate_candidates(prompts, generation, path)
+    return {row["key"]: row["candidates"][0] for row in read_candidates(path)}
+
+
+def verify_answers(prompts: Sequence[PromptItem], answers: dict[str, str]) -> list[dict[str, Any]]:
+    """Per verifiable prompt: key, instruction count, and strict / loose passes."""
+    rows = []
+    for item in prompts:
+        if not item.verifiable or item.key not in answers:
+            continue
+        try:
+            _, checks = verify_response(answers[item.key], item.metadata["instruction_id_list"],
+                                        item.metadata["kwargs"], user_prompt(item.prompt))
+        except VerificationError:
+            continue
+        rows.append({"key": item.key, "n": len(checks), "strict": sum(c.strict for c in checks),
+                     "loose": sum(c.loose for c in checks)})
+    return rows
+
+
+def _estimate(values: Sequence[float], groups: Sequence[Any], config: PolicyEvalConfig) -> dict[str, float]:
+    low, high = grouped_bootstrap_ci(values, groups, n_bootstrap=config.n_bootstrap, seed=config.seed)
+    return {"value": float(np.mean(values)), "ci_low": low, "ci_high": high}
+
+
+def pass_rates(rows: Sequence[dict[str, Any]], config: PolicyEvalConfig) -> dict[str, Any]:
+    if not rows:
+        return {"n_prompts": 0}
+    keys = [r["key"] for r in rows]
+    result: dict[str, Any] = {"n_prompts": len(rows), "n_instructions": sum(r["n"] for r in rows)}
+    for mode in ("strict", "loose"):
+        result[f"prompt_{mode}"] = _estimate([float(r[mode] == r["n"]) for r in rows], keys, config)
+        per_instruction = [float(i < r[mode]) for r in rows for i in range(r["n"])]
+        result[f"instruction_{mode}"] = _estimate(per_instruction, [r["key"] for r in rows for _ in range(r["n"])],
+                                                  config)
+    return result
+
+
+def win_rate(scorer: RewardScorer, prompts: Sequence[PromptItem], answers: dict[str, str],
+             reference: dict[str, str], config: PolicyEvalConfig) -> dict[str, Any]:
+    items = [item for item in prompts if item.key in answers and item.key in reference]
+    if not items:
+        return {"n_prompts": 0}
+    shown = [user_prompt(item.prompt) for item in items]
+    rewards = scorer.score(shown + shown, [answers[i.key] for i in items] + [reference[i.key] for i in items])
+    ours, theirs = np.array(rewards[: len(items)]), np.array(rewards[len(items):])
+    wins = np.where(ours > theirs, 1.0, np.where(ours == theirs, 0.5, 0.0))
+    return {"n_prompts": len(items), **_estimate(wins, [i.key for i in items], config),
+            "mean_reward": float(ours.mean()), "mean_reward_reference": float(theirs.mean())}
+
+
+def paired_delta(before: Sequence[dict[str, Any]], after: Sequence[dict[str, Any]], level: str = "prompt_loose",
+                 config: PolicyEvalConfig | None = None) -> dict[str, float]:
+    """after - before on the prompts both evaluated, with a paired bootstrap interval (per prompt differences)."""
+    config = config or PolicyEvalConfig()
+    mode = level.split("_")[1]
+
+    def score(row: dict[str, Any]) -> float:
+        return float(row[mode] == row["n"]) if level.startswith("prompt") else row[mode] / row["n"]
+
+    first = {r["key"]: score(r) for r in before}
+    common = [r for r in after if r["key"] in first]
+    if not common:
+        raise ValueError("the two evaluations share no prompt")
+    diffs = [score(r) - first[r["key"]] for r in common]
+    estimate = _estimate(diffs, [r["key"] for r in common], config)
+    return {"delta": estimate["value"], "ci_low": estimate["ci_low"], "ci_high": estimate["ci_high"],
+            "n": len(common)}
+
+
+def evaluate_policy(model: str, prompts: Sequence[PromptItem], out_dir: str | Path, *,
+                    reference_model: str | None = None, reward_model: RewardScorer | None = None,
+                    config: PolicyEvalConfig | None = None) -> dict[str, Any]:
+    """Answer, verify and (with a reference and a reward model) compare; writes `eval.json` and `eval.png`."""
+    config = config or PolicyEvalConfig()
+    if not prompts:
+        raise ValueError("no prompts to evaluate on")
+    if reward_model is not None and reference_model is None:
+        raise ValueError("a reward win rate needs a reference policy to compare against (--reference)")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    answers = answer(model, prompts, out / "answers-policy.jsonl", config)
+    rows = verify_answers(prompts, answers)
+    report: dict[str, Any] = {"model": model, "n_prompts": len(prompts), "verifier": pass_rates(rows, config)}
+    if reference_model is not None:
+        reference = answer(reference_model, prompts, out / "answers-reference.jsonl", config)
+        reference_rows = verify_answers(prompts, reference)
+        report["reference"] = {"model": reference_model, "verifier": pass_rates(reference_rows, config)}
+        if rows and reference_rows:
+            report["verifier_delta"] = {level: paired_delta(reference_rows, rows, level, config)
+                                        for level in LEVELS}
+        if reward_model is not None:
+            report["win_rate"] = win_rate(reward_model, prompts, answers, reference, config)
+    atomic_write_text(out / "per_prompt.json", json.dumps(rows, indent=1))
+    atomic_write_text(out / "eval.json", json.dumps(report, indent=1))
+    plot_eval(report, out / "eval.png")
+    return report
+
+
+def plot_eval(report: dict[str, Any], path: Path) -> Path | None:
+    """Pass rates (policy beside reference) with their intervals, and the win rate."""
+    verifier = report.get("verifier", {})
+    if not verifier.get("n_prompts"):
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = [("policy", verifier)] + ([("reference", report["reference"]["verifier"])]
+                                     if "reference" in report and report["reference"]["verifier"].get("n_prompts")
+                                     else [])
+    figure, ax = plt.subplots(figsize=(7.5, 3.6))
+    width = 0.8 / len(runs)
+    for index, (name, rates) in enumerate(runs):
+        xs = np.arange(len(LEVELS)) + index * width
+        values = [rates[level]["value"] for level in LEVELS]
+        errors = [[v - rates[level]["ci_low"] for v, level in zip(values, LEVELS)],
+                  [rates[level]["ci_high"] - v for v, level in zip(values, LEVELS)]]
+        ax.bar(xs, values, width, yerr=errors, capsize=3, label=name)
+    ax.set_xticks(np.arange(len(LEVELS)) + width * (len(runs) - 1) / 2, [level.replace("_", "\n") for level in LEVELS])
+    title = f"IFEval pass rate, {verifier['n_prompts']} prompts (95% CI)"
+    if "win_rate" in report and report["win_rate"].get("n_prompts"):
+        w = report["win_rate"]
+        title += f"; reward win rate {w['value']:.2f} [{w['ci_low']:.2f}, {w['ci_high']:.2f}]"
+    ax.set(ylim=(0, 1), ylabel="share passed", title=title)
+    ax.legend()
+    figure.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    figure.savefig(tmp, dpi=110)
+    plt.close(figure)
+    tmp.replace(path)
+    return path

@@ -1,0 +1,191 @@
+"""What every policy trainer (SFT, DPO, GRPO/RLOO) shares: the common config fields, LoRA, TRL arguments, resume,
+an atomic final save, and curves.
+
+Each method has its own config dataclass that extends `PolicyTrainingConfig` and one function that runs TRL's
+trainer (`policy.sft`, `policy.dpo`, `policy.rl`). All of them run unchanged under `accelerate launch` (DDP, FSDP,
+DeepSpeed: see `configs/accelerate/`): TRL's trainers are accelerate programs, and only the main process writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers.trainer_utils import get_last_checkpoint
+
+from reward.train import StopOnNonFiniteLoss
+from rlhfkit.core.atomic import atomic_dir, atomic_write_text
+from rlhfkit.core.run_dir import prepare_run_dir
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class PolicyTrainingConfig:
+    # -- model ---------------------------------------------------------------------------------------------------
+    model: str = "smollm2-135m-instruct"
+    """Policy to update: bundled short name, local folder, `.gguf` file or cached Hugging Face id."""
+    output_dir: str = "runs/policy"
+    """Run folder: `model/` (the final policy, or its LoRA adapter), `checkpoints/`, `curves.png`,
+    `train_log.json`, `config.json`, `summary.json`."""
+    chat_template: str | None = None
+    """A chat template (Jinja string or file) for a tokenizer that has none."""
+    system_prompt: str | None = None
+    """System instruction put before every prompt, as in generation (keep them the same)."""
+
+    # -- LoRA ----------------------------------------------------------------------------------------------------
+    lora: bool = True
+    """Train LoRA adapters (default: a CPU can afford them); False trains every weight."""
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: list[str] | None = None
+    """Modules to adapt; None: every linear layer of the transformer blocks (`all-linear`)."""
+
+    # -- optimisation --------------------------------------------------------------------------------------------
+    learning_rate: float = 5e-5
+    num_train_epochs: float = 1.0
+    max_steps: int = -1
+    """Stop after this many optimiser steps (overrides epochs when positive)."""
+    per_device_train_batch_size: int = 4
+    gradient_accumulation_steps: int = 1
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    bf16: bool | None = None
+    """bfloat16 mixed precision; None: on where a CUDA GPU supports it, off on CPU."""
+    gradient_checkpointing: bool = False
+    """Recompute activations to save memory (GPUs with long sequences); slower, so off by default."""
+
+    # -- checkpoints and logging ---------------------------------------------------------------------------------
+    save_steps: int = 50
+    """Checkpoint every this many optimiser steps (the last two are kept)."""
+    logging_steps: int = 5
+    resume: bool = False
+    """Continue an interrupted run from the last checkpoint in output_dir."""
+
+    def validate(self) -> None:
+        """Raise ValueError naming the bad field (before any work starts)."""
+        checks = [
+            (self.learning_rate > 0, "learning_rate must be positive"),
+            (self.num_train_epochs > 0 or self.max_steps > 0, "num_train_epochs or max_steps must be positive"),
+            (self.per_device_train_batch_size >= 1, "per_device_train_batch_size must be at least 1"),
+            (self.gradient_accumulation_steps >= 1, "gradient_accumulation_steps must be at least 1"),
+            (self.lora_r >= 1, "lora_r must be at least 1"),
+            (self.save_steps >= 1 and self.logging_steps >= 1, "save_steps and logging_steps must be at least 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"{type(self).__name__}: {message}")
+
+
+def use_bf16(config: PolicyTrainingConfig) -> bool:
+    if config.bf16 is not None:
+        return config.bf16
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def trl_common_args(config: PolicyTrainingConfig) -> dict[str, Any]:
+    """The TrainingArguments every TRL config here gets from `PolicyTrainingConfig`."""
+    return {
+        "output_dir": str(Path(config.output_dir) / "checkpoints"),
+        "learning_rate": config.learning_rate,
+        "num_train_epochs": config.num_train_epochs,
+        "max_steps": config.max_steps,
+        "per_device_train_batch_size": config.per_device_train_batch_size,
+        "gradient_accumulation_steps": config.gradient_accumulation_steps,
+        "warmup_steps": config.warmup_ratio,  # transformers 5: a float below 1 is a share of the total steps
+        "max_grad_norm": config.max_grad_norm,
+        "seed": config.seed,
+        "data_seed": config.seed,
+        "bf16": use_bf16(config),
+        "gradient_checkpointing": config.gradient_checkpointing,
+        "save_strategy": "steps",
+        "save_steps": config.save_steps,
+        "save_total_limit": 2,
+        "logging_steps": config.logging_steps,
+        "report_to": [],
+        "dataloader_num_workers": 0,
+    }
+
+
+def peft_config(config: PolicyTrainingConfig) -> Any:
+    if not config.lora:
+        return None
+    from peft import LoraConfig, TaskType
+
+    return LoraConfig(task_type=TaskType.CAUSAL_LM, r=config.lora_r, lora_alpha=config.lora_alpha,
+                      lora_dropout=config.lora_dropout, target_modules=config.lora_target_modules or "all-linear")
+
+
+def prepare_output(config: PolicyTrainingConfig) -> Path:
+    """The run folder, refusing to mix a new run into an old one unless resuming (every process calls this)."""
+    return prepare_run_dir(config.output_dir, config.resume, dataclasses.asdict(config))
+
+
+def callbacks() -> list[Any]:
+    return [StopOnNonFiniteLoss()]
+
+
+def train_and_save(trainer: Any, config: PolicyTrainingConfig, method: str, extra: dict[str, Any],
+                   curve_keys: Sequence[str]) -> dict[str, Any]:
+    """Train (resuming when asked), save the final policy atomically, write curves and the summary.
+
+    Returns the summary written to `summary.json`."""
+    out = Path(config.output_dir)
+    checkpoints = out / "checkpoints"
+    last = get_last_checkpoint(str(checkpoints)) if config.resume and checkpoints.is_dir() else None
+    if last:
+        log.info("resuming from %s", last)
+    result = trainer.train(resume_from_checkpoint=last)
+    summary = {"method": method, "model": config.model, "final_model": str(out / "model"), "lora": config.lora,
+               "train_metrics": result.metrics, **extra}
+    if trainer.accelerator.is_main_process:
+        with atomic_dir(out / "model") as tmp:
+            # A LoRA run saves its adapter (adapter_config.json points at the base); policy.model.load_policy
+            # loads either form.
+            trainer.model.save_pretrained(tmp)
+            trainer.processing_class.save_pretrained(tmp)
+            atomic_write_text(tmp / "rlhfkit_policy.json", json.dumps(
+                {"method": method, "base_model": config.model, "lora": config.lora,
+                 "system_prompt": config.system_prompt}, indent=1))
+        history = trainer.state.log_history
+        atomic_write_text(out / "train_log.json", json.dumps(history, indent=1))
+        plot_curves(history, curve_keys, out / "curves.png", f"{method}: {config.model}")
+        atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=str))
+    trainer.accelerator.wait_for_everyone()
+    return summary
+
+
+def plot_curves(history: list[dict[str, Any]], keys: Sequence[str], path: Path, title: str) -> Path | None:
+    """One panel per logged key that has values (loss, reward, KL, ...) against the optimiser step."""
+    series = {key: [(e["step"], e[key]) for e in history if key in e and "step" in e] for key in keys}
+    series = {key: points for key, points in series.items() if points}
+    if not series:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = min(3, len(series))
+    rows = -(-len(series) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.2 * rows), squeeze=False)
+    for ax, (key, points) in zip(axes.flat, series.items()):
+        ax.plot(*zip(*points), marker="." if len(points) < 30 else None)
+        ax.set(title=key, xlabel="step")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(series):]:
+        ax.set_visible(False)
+    figure.suptitle(title)
+    figure.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    figure.savefig(tmp, dpi=110)
+    plt.close(figure)
+    tmp.replace(path)
+    return path

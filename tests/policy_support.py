@@ -1,0 +1,46 @@
+"""Tiny policies on the real SmolLM2 tokenizer (chat template included) and easy preferences they can learn."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import torch
+
+from preference.schema import Label, PreferenceRecord, Strength
+from rlhfkit.core.tiny import save_tiny, tiny_causal_lm
+
+GOOD = "yes, gladly."
+BAD = "NO WAY!!"
+
+
+def tiny_policy(folder: Path, seed: int = 0, **overrides) -> str:
+    model, tokenizer = tiny_causal_lm(hidden_size=32, num_layers=1, num_heads=2, seed=seed, **overrides)
+    return str(save_tiny(model, tokenizer, folder))
+
+
+def easy_preferences(n: int, seed: int = 0, strength: Strength | None = Strength.CLEAR) -> list[PreferenceRecord]:
+    """The polite answer always wins; positions alternate at random."""
+    rng = random.Random(seed)
+    records = []
+    for i in range(n):
+        a_good = rng.random() < 0.5
+        records.append(PreferenceRecord(
+            prompt=f"Will you help me with task {i}?", response_a=GOOD if a_good else BAD,
+            response_b=BAD if a_good else GOOD, label=Label.A if a_good else Label.B, strength=strength,
+            annotator="rule", source="test"))
+    return records
+
+
+def answer_logprob(model, tokenizer, prompt: str, answer: str) -> float:
+    """Sum of the answer tokens' log-probabilities after the chat-formatted prompt."""
+    messages = [{"role": "user", "content": prompt}]
+    prefix = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)["input_ids"]
+    full = tokenizer.apply_chat_template(messages + [{"role": "assistant", "content": answer}],
+                                         tokenize=True)["input_ids"]
+    ids = torch.tensor([full])
+    with torch.no_grad():
+        logits = model(ids).logits[0, :-1].log_softmax(-1)
+    targets = ids[0, 1:]
+    picked = logits.gather(1, targets[:, None])[:, 0]
+    return float(picked[len(prefix) - 1:].sum())
