@@ -5,14 +5,15 @@
   left out of the prompt it sees: the reward judges the answer to the user's request, the same as in training.
 - `IFEvalReward`: the share of IFEval instructions an answer follows (`reward.ifeval`), read from the dataset's
   `instruction_id_list` / `instruction_kwargs_json` columns; None (TRL skips it) for prompts without instructions.
-- `PPO` and the evaluation reuse the same objects, so every method is scored alike.
+- `RewardSources` is the config part that names them (GRPO, RLOO and PPO share it), `reward_functions` builds them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
 
 from preference.schema import Prompt
 from reward.ifeval import Mode, VerificationError, verify_response
@@ -75,3 +76,34 @@ def verifier_columns(metadata: dict[str, Any]) -> dict[str, Any]:
     """Dataset columns `IFEvalReward` reads, from a prompt's metadata (kwargs as JSON: their keys differ by id)."""
     ids = metadata.get("instruction_id_list") or []
     return {"instruction_id_list": list(ids), "instruction_kwargs_json": json.dumps(metadata.get("kwargs") or [])}
+
+
+@dataclasses.dataclass
+class RewardSources:
+    """The reward part of an online RL config (GRPO, RLOO, PPO)."""
+
+    reward_models: list[str] = dataclasses.field(default_factory=list)
+    """Folders of rlhfkit reward models (an ensemble folder scores with its members' mean)."""
+    verifier: Literal["strict", "loose"] | None = None
+    """Add IFEval verification as a reward (share of instructions followed) in this mode; None: no verifier."""
+    reward_weights: list[float] | None = None
+    """One weight per reward source, in the order: reward models, verifier, extra callables; None: all 1."""
+
+
+def reward_functions(config: RewardSources, extra: Sequence[Callable[..., Any]] = ()) -> list[Any]:
+    """The reward sources named by the config, then `extra` callables; raises when there is none."""
+    from reward.model import load_reward_model
+
+    functions: list[Any] = [RewardModelReward(load_reward_model(path), name=f"reward_model_{i}")
+                            for i, path in enumerate(config.reward_models)]
+    if config.verifier:
+        if config.verifier not in ("strict", "loose"):
+            raise ValueError(f"verifier must be 'strict' or 'loose', not {config.verifier!r}")
+        functions.append(IFEvalReward(config.verifier))
+    functions += list(extra)
+    if not functions:
+        raise ValueError("no reward: give a reward model (--reward-model), the verifier (--verifier), or a callable")
+    if config.reward_weights is not None and len(config.reward_weights) != len(functions):
+        raise ValueError(f"reward_weights has {len(config.reward_weights)} weights for {len(functions)} reward "
+                         "source(s)")
+    return functions

@@ -19,7 +19,7 @@ from datasets import Dataset
 
 from policy.model import load_policy_tokenizer, messages_of
 from policy.prompts import PromptItem
-from policy.rewards import IFEvalReward, RewardModelReward, verifier_columns
+from policy.rewards import RewardSources, reward_functions, verifier_columns
 from policy.training import (
     PolicyTrainingConfig,
     callbacks,
@@ -34,7 +34,7 @@ ALGOS = ("grpo", "rloo")
 
 
 @dataclasses.dataclass
-class RLTrainingConfig(PolicyTrainingConfig):
+class RLTrainingConfig(PolicyTrainingConfig, RewardSources):
     output_dir: str = "runs/rl"
     learning_rate: float = 1e-5
     # -- algorithm -----------------------------------------------------------------------------------------------
@@ -52,13 +52,6 @@ class RLTrainingConfig(PolicyTrainingConfig):
     """KL penalty to the reference policy (0 switches it off and skips the reference forward pass)."""
     scale_rewards: bool = True
     """Divide advantages by the group's reward std (GRPO) / normalise advantages (RLOO)."""
-    # -- rewards -------------------------------------------------------------------------------------------------
-    reward_models: list[str] = dataclasses.field(default_factory=list)
-    """Folders of rlhfkit reward models (an ensemble folder scores with its members' mean)."""
-    verifier: Literal["strict", "loose"] | None = None
-    """Add IFEval verification as a reward (share of instructions followed) in this mode; None: no verifier."""
-    reward_weights: list[float] | None = None
-    """One weight per reward source, in the order: reward models, verifier, extra callables; None: all 1."""
     use_vllm: bool = False
     """Generate rollouts with vLLM (GPU; TRL's colocate mode)."""
 
@@ -78,23 +71,6 @@ class RLTrainingConfig(PolicyTrainingConfig):
         for ok, message in checks:
             if not ok:
                 raise ValueError(f"RLTrainingConfig: {message}")
-
-
-def reward_functions(config: RLTrainingConfig, extra: Sequence[Callable[..., Any]] = ()) -> list[Any]:
-    """The reward sources named by the config, then `extra` callables; raises when there is none."""
-    from reward.model import load_reward_model
-
-    functions: list[Any] = [RewardModelReward(load_reward_model(path), name=f"reward_model_{i}")
-                            for i, path in enumerate(config.reward_models)]
-    if config.verifier:
-        functions.append(IFEvalReward(config.verifier))
-    functions += list(extra)
-    if not functions:
-        raise ValueError("no reward: give a reward model (--reward-model), the verifier (--verifier), or a callable")
-    if config.reward_weights is not None and len(config.reward_weights) != len(functions):
-        raise ValueError(f"reward_weights has {len(config.reward_weights)} weights for {len(functions)} reward "
-                         "source(s)")
-    return functions
 
 
 def rl_dataset(prompts: Sequence[PromptItem], system_prompt: str | None) -> Dataset:

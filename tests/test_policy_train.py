@@ -79,9 +79,9 @@ def test_strength_weighted_sampler_draws_strong_pairs_more_often(base, tmp_path)
     config = DPOTrainingConfig(model=base, output_dir=str(tmp_path / "w"))
     rows, weights, _ = dpo_rows(records, config)
     from datasets import Dataset
+    from trl import DPOConfig
 
     from policy.model import load_policy_tokenizer
-    from trl import DPOConfig
 
     trainer = WeightedDPOTrainer(model=base, args=DPOConfig(output_dir=str(tmp_path / "w"), bf16=False,
                                                             report_to=[]),
@@ -175,7 +175,7 @@ def test_rl_config_errors():
         RLTrainingConfig(per_device_train_batch_size=3, num_generations=2).validate()
     with pytest.raises(ValueError, match="algo must be one of"):
         RLTrainingConfig(algo="ppo2").validate()  # type: ignore[arg-type]
-    from policy.rl import reward_functions
+    from policy.rewards import reward_functions
 
     with pytest.raises(ValueError, match="no reward"):
         reward_functions(RLTrainingConfig())

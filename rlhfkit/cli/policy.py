@@ -172,7 +172,7 @@ def dpo(
 @app.command()
 def rl(
     output_dir: OutDirOpt = Path("runs/rl"),
-    algo: Annotated[str, typer.Option(help="grpo or rloo.")] = "grpo",
+    algo: Annotated[str, typer.Option(help="grpo, rloo or ppo (actor-critic with a value model).")] = "grpo",
     prompts: PromptsOpt = "builtin",
     model: ModelOpt = "smollm2-135m-instruct",
     reward_model: Annotated[list[Path], typer.Option(help="Reward model folder (repeat for several).")] = [],  # noqa: B006
@@ -192,10 +192,38 @@ def rl(
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     resume: ResumeOpt = False,
     limit: Annotated[int | None, typer.Option(help="Use only the first N prompts.")] = None,
+    updates: Annotated[int | None, typer.Option(help="PPO: updates (default: --max-steps, else one pass over the "
+                                                     "prompts per epoch).")] = None,
+    ppo_epochs: Annotated[int, typer.Option(help="PPO: optimisation passes over each rollout.")] = 2,
+    adaptive_kl: Annotated[bool, typer.Option(help="PPO: adapt the KL coefficient towards --kl-target.")] = False,
+    kl_target: Annotated[float, typer.Option(help="PPO: KL per answer the adaptive controller aims at.")] = 6.0,
+    critic_model: Annotated[str | None, typer.Option(help="PPO: critic start (default: the policy's weights); a "
+                                                          "decoder reward model sharing the policy's tokenizer.")
+                            ] = None,
+    missing_eos_penalty: Annotated[float | None, typer.Option(help="PPO: subtract from answers cut without EOS.")
+                                   ] = None,
 ) -> None:
-    """Online RL (TRL's GRPO or RLOO) with rlhfkit reward models and/or the IFEval verifier as rewards."""
+    """Online RL with rlhfkit reward models and/or the IFEval verifier as rewards: TRL's GRPO or RLOO, or rlhfkit's
+    PPO with a value model."""
+    items = load_prompt_items(prompts, limit)
     if algo == "ppo":
-        fail("PPO with a value model is not in this release yet; use --algo grpo or rloo")
+        from policy.ppo import PPOTrainingConfig, train_ppo
+
+        if updates is None:
+            updates = max_steps if max_steps > 0 else max(1, int(len(items) * epochs / batch_size))
+        ppo = PPOTrainingConfig(model=model, output_dir=str(output_dir), reward_models=[str(p) for p in reward_model],
+                                verifier=verifier, reward_weights=list(reward_weight) or None,  # type: ignore[arg-type]
+                                updates=updates, rollout_batch_size=batch_size,
+                                mini_batch_size=min(4, batch_size), ppo_epochs=ppo_epochs,
+                                max_new_tokens=max_completion_length, kl_coef=beta, adaptive_kl=adaptive_kl,
+                                kl_target=kl_target, critic_model=critic_model,
+                                missing_eos_penalty=missing_eos_penalty, learning_rate=learning_rate, lora=lora,
+                                system_prompt=system, seed=seed, resume=resume)
+        ppo.validate()
+        summary = train_ppo(items, ppo)
+        _show(summary, f"PPO: {output_dir}", {"prompts": "prompts", "updates": "updates"})
+        console.print(f"curves (score, KL, value loss, ...): {output_dir / 'curves.png'}")
+        return
     from policy.rl import RLTrainingConfig, train_rl
 
     config = RLTrainingConfig(algo=algo, model=model, output_dir=str(output_dir),  # type: ignore[arg-type]
@@ -207,7 +235,7 @@ def rl(
     config.validate()
     if verifier not in (None, "strict", "loose"):
         fail("--verifier must be strict or loose")
-    summary = train_rl(load_prompt_items(prompts, limit), config)
+    summary = train_rl(items, config)
     _show(summary, f"{algo.upper()}: {output_dir}", {"prompts": "prompts"})
     console.print(f"curves (reward, KL, length): {output_dir / 'curves.png'}")
 
