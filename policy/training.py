@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers.trainer_utils import get_last_checkpoint
 
 from reward.train import StopOnNonFiniteLoss
 from rlhfkit.core.atomic import atomic_dir, atomic_write_text
-from rlhfkit.core.run_dir import prepare_run_dir
+from rlhfkit.core.run_dir import last_complete_checkpoint, prepare_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +138,7 @@ def train_and_save(trainer: Any, config: PolicyTrainingConfig, method: str, extr
     Returns the summary written to `summary.json`."""
     out = Path(config.output_dir)
     checkpoints = out / "checkpoints"
-    last = get_last_checkpoint(str(checkpoints)) if config.resume and checkpoints.is_dir() else None
+    last = last_complete_checkpoint(checkpoints) if config.resume else None
     if last:
         log.info("resuming from %s", last)
     result = trainer.train(resume_from_checkpoint=last)

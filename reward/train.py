@@ -18,7 +18,6 @@ from typing import Any
 import torch
 from datasets import Dataset
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback
-from transformers.trainer_utils import get_last_checkpoint
 from trl import RewardConfig, RewardTrainer
 
 from preference.schema import PreferenceRecord, prompt_key
@@ -27,7 +26,7 @@ from reward.data import PreparedData, prepare
 from reward.meta import RewardMeta
 from rlhfkit.core.atomic import atomic_dir, atomic_write_text
 from rlhfkit.core.registry import resolve_model
-from rlhfkit.core.run_dir import is_main_process, prepare_run_dir
+from rlhfkit.core.run_dir import is_main_process, last_complete_checkpoint, prepare_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +169,7 @@ def _train_member(config: RewardTrainingConfig, path: str, tokenizer: Any, train
         peft_config=_peft_config(config),
         callbacks=[StopOnNonFiniteLoss()],
     )
-    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    last = last_complete_checkpoint(checkpoints)
     if config.resume and last:
         log.info("resuming %s from %s", name, last)
     output = trainer.train(resume_from_checkpoint=last if config.resume and last else None)

@@ -120,9 +120,13 @@ def test_dpo_resumes_from_its_last_checkpoint(base, tmp_path, caplog):
     train_dpo(easy_preferences(16), first)
     with pytest.raises(ValueError, match="already holds a training run"):
         train_dpo(easy_preferences(16), first)
+    torn = out / "checkpoints" / "checkpoint-9"  # a save cut short (kill, full disk): no trainer_state.json
+    torn.mkdir()
+    (torn / "model.safetensors").write_bytes(b"\0" * 10)
     again = DPOTrainingConfig(**{**first.__dict__, "max_steps": 4, "resume": True})
-    with caplog.at_level(logging.INFO, logger="policy.training"):
+    with caplog.at_level(logging.INFO):
         train_dpo(easy_preferences(16), again)
+    assert any("not saved completely" in r.message for r in caplog.records)
     assert any("resuming from" in r.message and "checkpoint-2" in r.message for r in caplog.records)
     steps = [e["step"] for e in json.loads((out / "train_log.json").read_text()) if "loss" in e]
     assert steps == [1, 2, 3, 4]  # steps 1-2 come from the checkpoint's state, 3-4 were trained now

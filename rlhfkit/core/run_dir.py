@@ -36,3 +36,23 @@ def is_main_process() -> bool:
     from accelerate import PartialState
 
     return PartialState().is_main_process
+
+
+def last_complete_checkpoint(folder: str | Path) -> str | None:
+    """The newest `checkpoint-N` in `folder` that was saved completely, or None.
+
+    transformers writes `trainer_state.json` last, so a checkpoint without it was cut short (a kill or a full disk
+    mid-save); resuming from it would fail or load half a model. Such folders are skipped, with a warning."""
+    import logging
+    import re
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    found = sorted((p for p in folder.iterdir() if p.is_dir() and re.fullmatch(r"checkpoint-\d+", p.name)),
+                   key=lambda p: int(p.name.split("-")[1]), reverse=True)
+    for checkpoint in found:
+        if (checkpoint / "trainer_state.json").is_file():
+            return str(checkpoint)
+        logging.getLogger(__name__).warning("skipping %s: it was not saved completely", checkpoint)
+    return None
