@@ -26,7 +26,7 @@ from policy.rewards import user_prompt
 from reward.evaluate import grouped_bootstrap_ci
 from reward.ifeval import VerificationError, verify_response
 from reward.protocols import RewardScorer
-from rlhfkit.core.atomic import atomic_write_text
+from rlhfkit.core.atomic import atomic_path, atomic_write_text
 
 LEVELS = ("prompt_strict", "prompt_loose", "instruction_strict", "instruction_loose")
 
@@ -179,8 +179,7 @@ def plot_eval(report: dict[str, Any], path: Path) -> Path | None:
     ax.set(ylim=(0, 1), ylabel="share passed", title=title)
     ax.legend()
     figure.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(tmp, dpi=110)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=110, format="png")
     plt.close(figure)
-    tmp.replace(path)
     return path

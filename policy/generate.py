@@ -243,23 +243,18 @@ def generate_candidates(prompts: Sequence[PromptItem], config: GenerationConfig 
 
 
 def read_candidates(path: str | Path) -> list[dict[str, Any]]:
-    """The rows `generate_candidates` wrote."""
+    """The rows `generate_candidates` wrote; raises `DataError` naming each bad line."""
     from preference.errors import DataError, Issue
+    from preference.readers import read_jsonl
 
     rows, issues = [], []
-    with open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                issues.append(Issue(str(path), line_no, None, f"not valid JSON ({exc.msg})"))
-                continue
-            if not isinstance(row, dict) or not isinstance(row.get("candidates"), list) or "prompt" not in row:
-                issues.append(Issue(str(path), line_no, "candidates", "each line needs prompt and a candidates list"))
-                continue
-            rows.append(row)
+    for raw in read_jsonl(Path(path)):
+        if raw.issue is not None or raw.data is None:
+            issues += [raw.issue] if raw.issue else []
+        elif not isinstance(raw.data.get("candidates"), list) or "prompt" not in raw.data:
+            issues.append(Issue(str(path), raw.line, "candidates", "each line needs prompt and a candidates list"))
+        else:
+            rows.append(raw.data)
     if issues:
         raise DataError(issues, f"{path}: {len(issues)} problem(s) in the candidates file")
     return rows

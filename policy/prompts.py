@@ -14,14 +14,13 @@ so that generation, DPO and the main job run without any downloaded data.
 from __future__ import annotations
 
 import dataclasses
-import gzip
-import json
 import random
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from preference.errors import DataError, Issue
+from preference.readers import read_jsonl
 from preference.schema import Prompt, prompt_key
 from preference.validation import RowContext, check_prompt
 from reward.ifeval import UnknownInstructionError, VerificationError, check_instructions
@@ -48,9 +47,7 @@ class PromptItem:
         return {"prompt": self.prompt, "metadata": self.metadata}
 
 
-def _row_issues(row: Any, where: tuple[str, int]) -> tuple[PromptItem | None, list[Issue]]:
-    if not isinstance(row, dict):
-        return None, [Issue(*where, None, f"must be a JSON object, not {type(row).__name__}")]
+def _row_issues(row: dict[str, Any], where: tuple[str, int | None]) -> tuple[PromptItem | None, list[Issue]]:
     prompt, issues = check_prompt(row.get("prompt"), RowContext(file=where[0], line=where[1])) \
         if "prompt" in row else (None, [Issue(*where, "prompt", "is missing")])
     metadata = row.get("metadata", {})
@@ -78,24 +75,15 @@ def read_prompts(path: str | Path) -> list[PromptItem]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    opener = gzip.open if path.suffix == ".gz" else open
     items, issues = [], []
-    try:
-        with opener(path, "rt", encoding="utf-8") as handle:
-            for line_no, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    issues.append(Issue(str(path), line_no, None, f"not valid JSON ({exc.msg} at column {exc.colno})"))
-                    continue
-                item, row_issues = _row_issues(row, (str(path), line_no))
-                issues += row_issues
-                if item is not None:
-                    items.append(item)
-    except (UnicodeDecodeError, EOFError, gzip.BadGzipFile) as exc:
-        raise DataError([Issue(str(path), None, None, f"cannot be read: {exc}")], f"{path}: unreadable") from exc
+    for raw in read_jsonl(path):  # bad bytes, torn gzip and over-long lines become issues at their line
+        if raw.issue is not None or raw.data is None:
+            issues += [raw.issue] if raw.issue else []
+            continue
+        item, row_issues = _row_issues(raw.data, (str(path), raw.line))
+        issues += row_issues
+        if item is not None:
+            items.append(item)
     if issues:
         raise DataError(issues, f"{path}: {len(issues)} problem(s) in the prompts file")
     if not items:

@@ -8,7 +8,6 @@ and by default only the answer's tokens are learned (`completion_only_loss`).
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -73,15 +72,15 @@ def sft_rows(rows: Sequence[dict[str, Any]], system_prompt: str | None = None, w
 
 
 def read_sft_file(path: str | Path) -> list[dict[str, Any]]:
-    """JSONL rows with prompt + completion, or messages."""
+    """JSONL rows with prompt + completion, or messages; raises `DataError` naming each unreadable line."""
+    from preference.readers import read_jsonl
+
     rows, issues = [], []
-    with open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    issues.append(Issue(str(path), line_no, None, f"not valid JSON ({exc.msg})"))
+    for raw in read_jsonl(Path(path)):
+        if raw.issue is not None or raw.data is None:
+            issues += [raw.issue] if raw.issue else []
+        else:
+            rows.append(raw.data)
     if issues:
         raise DataError(issues, f"{path}: {len(issues)} problem(s)")
     return rows

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from reward.train import StopOnNonFiniteLoss
-from rlhfkit.core.atomic import atomic_dir, atomic_write_text
+from rlhfkit.core.atomic import atomic_dir, atomic_path, atomic_write_text
 from rlhfkit.core.run_dir import last_complete_checkpoint, prepare_run_dir
 
 log = logging.getLogger(__name__)
@@ -183,8 +183,7 @@ def plot_curves(history: list[dict[str, Any]], keys: Sequence[str], path: Path, 
         ax.set_visible(False)
     figure.suptitle(title)
     figure.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(tmp, dpi=110)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=110, format="png")
     plt.close(figure)
-    tmp.replace(path)
     return path

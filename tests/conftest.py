@@ -24,3 +24,15 @@ IFEVAL_PATH = SHARED_DATA / "ifeval" / "input_data.jsonl"
 def needs(path: Path):
     """Skip a test when a piece of shared reference data is absent (it sits beside the checkout, not in it)."""
     return pytest.mark.skipif(not path.exists(), reason=f"shared data not found: {path}")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models gain nothing from threads, and on a busy 2-core machine intra-op threads only wait on each other.
+    Use with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -44,3 +47,10 @@ def answer_logprob(model, tokenizer, prompt: str, answer: str) -> float:
     targets = ids[0, 1:]
     picked = logits.gather(1, targets[:, None])[:, 0]
     return float(picked[len(prefix) - 1:].sum())
+
+
+def torchrun_rlhfkit(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """`rlhfkit ARGS` on two CPU processes (gloo); accelerate detects the CPU run from ACCELERATE_USE_CPU."""
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "rlhfkit", *args]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)

@@ -4,16 +4,13 @@ processes under torchrun (gloo) for DPO and reward training; one real SmolLM2 ro
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 from typer.testing import CliRunner
 
 from preference.store import PreferenceStore
 from rlhfkit.cli.main import app
-from tests.policy_support import easy_preferences, tiny_policy
+from tests.policy_support import easy_preferences, tiny_policy, torchrun_rlhfkit
 
 runner = CliRunner()
 
@@ -65,19 +62,12 @@ def test_bad_input_gives_one_clear_line(policy_dir, tmp_path, monkeypatch):
     assert result.exit_code == 1 and "unknown model" in result.output
 
 
-def _torchrun(args: list[str], cwd) -> subprocess.CompletedProcess:
-    # Two CPU processes with gloo: accelerate detects the CPU run from ACCELERATE_USE_CPU.
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "rlhfkit", *args]
-    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-
-
 def test_dpo_and_reward_training_on_two_processes(policy_dir, tmp_path):
     from rlhfkit.core.tiny import save_tiny, tiny_encoder
 
     store = tmp_path / "prefs"
     PreferenceStore(store).append(easy_preferences(16))
-    done = _torchrun(["policy", "dpo", str(store), "-o", "dpo", "--model", policy_dir, "--max-steps", "2",
+    done = torchrun_rlhfkit(["policy", "dpo", str(store), "-o", "dpo", "--model", policy_dir, "--max-steps", "2",
                       "--batch-size", "4"], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     history = json.loads((tmp_path / "dpo" / "train_log.json").read_text())
@@ -90,7 +80,7 @@ def test_dpo_and_reward_training_on_two_processes(policy_dir, tmp_path):
 
     model, tokenizer = tiny_encoder(seed=2)
     backbone = str(save_tiny(model, tokenizer, tmp_path / "encoder"))
-    done = _torchrun(["reward", "train", str(store), "-o", "rm", "--model", backbone, "--epochs", "1",
+    done = torchrun_rlhfkit(["reward", "train", str(store), "-o", "rm", "--model", backbone, "--epochs", "1",
                       "--batch-size", "4"], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     history = json.loads((tmp_path / "rm" / "train_log.json").read_text())

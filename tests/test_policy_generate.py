@@ -6,7 +6,6 @@ import gzip
 import json
 
 import pytest
-import torch
 
 from policy.candidate_pairs import candidate_pairs
 from policy.evaluate import PolicyEvalConfig, evaluate_policy, paired_delta, pass_rates, win_rate
@@ -21,13 +20,7 @@ from rlhfkit.core.tiny import save_tiny, tiny_causal_lm, tiny_encoder
 from tests.conftest import IFEVAL_PATH, needs
 from tests.policy_support import tiny_policy
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

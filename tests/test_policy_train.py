@@ -7,7 +7,6 @@ import logging
 from collections import Counter
 
 import pytest
-import torch
 
 from policy.dpo import DPOTrainingConfig, WeightedDPOTrainer, dpo_rows, train_dpo
 from policy.model import load_policy
@@ -18,13 +17,7 @@ from preference.errors import DataError
 from preference.schema import Label, PreferenceRecord, Strength
 from tests.policy_support import BAD, GOOD, answer_logprob, easy_preferences, tiny_policy
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: threads only wait on each other on a busy 2-core machine
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -7,22 +7,14 @@ import logging
 import shutil
 
 import pytest
-import torch
 
 from policy.model import load_policy
 from policy.ppo import PPOTrainingConfig, train_ppo
 from policy.prompts import builtin_prompts
 from policy.sft import SFTTrainingConfig, train_sft
-from tests.policy_support import tiny_policy
-from tests.test_policy_cli import _torchrun
+from tests.policy_support import tiny_policy, torchrun_rlhfkit
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -100,9 +92,9 @@ def test_bad_ppo_settings_fail_before_work(tmp_path):
 
 
 def test_ppo_from_the_command_line_on_two_processes(warm_policy, tmp_path):
-    done = _torchrun(["policy", "rl", "--algo", "ppo", "-o", "ppo", "--model", warm_policy, "--prompts", "builtin:8",
-                      "--verifier", "loose", "--updates", "2", "--batch-size", "4", "--max-completion-length", "6"],
-                     tmp_path)
+    done = torchrun_rlhfkit(["policy", "rl", "--algo", "ppo", "-o", "ppo", "--model", warm_policy, "--prompts",
+                             "builtin:8", "--verifier", "loose", "--updates", "2", "--batch-size", "4",
+                             "--max-completion-length", "6"], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     history = json.loads((tmp_path / "ppo" / "train_log.json").read_text())
     assert [e["step"] for e in history] == [1, 2]
