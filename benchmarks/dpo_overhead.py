@@ -66,11 +66,11 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    from benchmarks.machine import write_result
+    from benchmarks.machine import usable_cpus, write_result
     from policy.dpo import DPOTrainingConfig, dpo_rows
     from preference.synthetic import synthetic_preferences
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(usable_cpus())
     records = synthetic_preferences(60, seed=0)
     rows, _, _ = dpo_rows(records, DPOTrainingConfig())  # the same rows rlhfkit trains on
     trl, ours = [], []

@@ -68,7 +68,7 @@ def main() -> None:
     import torch
 
     from annotation.verifier import VerifierAnnotator
-    from benchmarks.machine import write_result
+    from benchmarks.machine import usable_cpus, write_result
     from policy.candidate_pairs import candidate_pairs
     from policy.dpo import DPOTrainingConfig, train_dpo
     from policy.evaluate import LEVELS, PolicyEvalConfig, evaluate_policy
@@ -76,7 +76,7 @@ def main() -> None:
     from policy.prompts import read_prompts, split_prompts
     from preference.store import PreferenceStore
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(usable_cpus())
     WORK.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     train, heldout = split_prompts(read_prompts(IFEVAL), 0.25, seed=SEED)

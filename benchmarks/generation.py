@@ -45,11 +45,11 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    from benchmarks.machine import write_result
+    from benchmarks.machine import usable_cpus, write_result
     from policy.prompts import builtin_prompts
     from rlhfkit.core.registry import resolve_model
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(usable_cpus())
     resolve_model("smollm2-135m-instruct")  # convert the GGUF before timing anything
     prompts = builtin_prompts(args.prompts)
     with tempfile.TemporaryDirectory() as tmp:

@@ -111,6 +111,15 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity, e.g. under `taskset -c 1`): one torch thread each. More threads
+    than cores makes OpenMP threads wait on each other, which slows a run far more than it helps."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def matmul_flops(size: int = 2048, repeats: int = 5) -> float:
     """FLOP/s of one `size` x `size` fp32 matmul (2 * size**3 FLOPs), best of `repeats` after a warm-up."""
     import torch

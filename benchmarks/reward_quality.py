@@ -128,7 +128,9 @@ def main() -> None:
         sys.exit(f"{HH} not found: this benchmark reads the shared HH-RLHF test pairs in place")
     import torch
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    from benchmarks.machine import usable_cpus
+
+    torch.set_num_threads(usable_cpus())
     train, test = split_records()
     print(f"split: {len(train)} train, {len(test)} held-out judgments", flush=True)
     if args.stage in ("all", "rlhfkit"):

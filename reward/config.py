@@ -45,6 +45,9 @@ class RewardTrainingConfig:
     seed: int = 0
     bf16: bool = False
     """bfloat16 mixed precision (GPUs that support it). Off on CPU."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass to save memory (TRL turns it on by default). Off: small encoders
+    fit easily, and recomputing costs about a third more time."""
 
     # -- LoRA ----------------------------------------------------------------------------------------------------
     lora: bool = False

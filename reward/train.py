@@ -100,6 +100,7 @@ def _trl_config(config: RewardTrainingConfig, checkpoints: Path, seed: int, has_
         seed=seed,
         data_seed=seed,
         bf16=config.bf16,
+        gradient_checkpointing=config.gradient_checkpointing,
         max_length=None,  # rlhfkit truncated already; TRL's filter would only drop pairs
         save_strategy="steps",
         save_steps=config.save_steps,
