@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
 
 import pytest
@@ -100,3 +101,21 @@ def test_ppo_from_the_command_line_on_two_processes(warm_policy, tmp_path):
     assert [e["step"] for e in history] == [1, 2]
     assert done.stdout.count("PPO: ppo") == 1
     load_policy(str(tmp_path / "ppo" / "model"))
+
+
+@pytest.mark.integration
+def test_ppo_on_the_bundled_smollm2_with_lora(tmp_path, monkeypatch):
+    """As the README runs it: the real SmolLM2-135M-Instruct, LoRA policy and critic, the IFEval verifier reward."""
+    from typer.testing import CliRunner
+
+    from rlhfkit.cli.main import app
+
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["policy", "rl", "--algo", "ppo", "-o", "ppo", "--prompts", "builtin:4",
+                                      "--verifier", "loose", "--updates", "2", "--batch-size", "2",
+                                      "--max-completion-length", "24"])
+    assert result.exit_code == 0, result.output
+    history = json.loads((tmp_path / "ppo" / "train_log.json").read_text())
+    assert len(history) == 2 and all(math.isfinite(e["value_loss"]) for e in history)
+    assert history[0]["example"].strip()  # the real model answers in words
+    assert json.loads((tmp_path / "ppo" / "model" / "adapter_config.json").read_text())["r"] == 16
