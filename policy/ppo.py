@@ -26,6 +26,7 @@ import logging
 import math
 import random
 import shutil
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -364,6 +365,7 @@ class PPOTrainer:
         config = self.config
         if config.resume:
             self.load_last_checkpoint()
+        started, first_step = time.perf_counter(), self.step
         with tqdm(total=config.updates, initial=self.step, desc="PPO", unit="update",
                   disable=not self.accelerator.is_main_process) as bar:
             while self.step < config.updates:
@@ -380,11 +382,13 @@ class PPOTrainer:
                              entry["kl"], entry["value_loss"])
                 if self.step % config.save_steps == 0 or self.step == config.updates:
                     self.save_checkpoint()
+        runtime = time.perf_counter() - started
         self.save_final()
         summary = {"method": "ppo", "model": config.model, "final_model": str(self.out / "model"),
                    "critic": str(self.out / "critic"), "lora": config.lora, "updates": self.step,
-                   "prompts": len(self.prompts), "final": {k: v for k, v in self.history[-1].items()
-                                                            if k != "example"}}
+                   "prompts": len(self.prompts), "train_runtime": runtime,
+                   "seconds_per_update": runtime / max(1, self.step - first_step),
+                   "final": {k: v for k, v in self.history[-1].items() if k != "example"}}
         if self.accelerator.is_main_process:
             atomic_write_text(self.out / "train_log.json", json.dumps(self.history, indent=1))
             plot_curves(self.history, ["score", "kl", "reward", "value_loss", "explained_variance", "clipfrac",
