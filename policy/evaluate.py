@@ -45,7 +45,16 @@ class PolicyEvalConfig:
 
 
 def answer(model: str, prompts: Sequence[PromptItem], path: Path, config: PolicyEvalConfig) -> dict[str, str]:
-    """Greedy answers by prompt key, generated once into `path` (reused and resumed on later calls)."""
+    """Greedy answers by prompt key, generated once into `path` (reused and resumed on later calls).
+
+    `path`'s sidecar `.settings.json` records the model and settings; answers made otherwise are never reused."""
+    settings = {"model": model, "max_new_tokens": config.max_new_tokens, "system_prompt": config.system_prompt,
+                "chat_template": config.chat_template, "prompts": sorted(item.key for item in prompts)}
+    sidecar = path.with_name(path.name + ".settings.json")
+    if sidecar.exists() and json.loads(sidecar.read_text()) != settings:
+        raise ValueError(f"{path.parent} holds answers of another model, settings or prompt set "
+                         f"({sidecar.name}); evaluate into another --out folder")
+    atomic_write_text(sidecar, json.dumps(settings))
     if not path.exists():
         generation = GenerationConfig(model=model, num_candidates=1, temperature=0.0,
                                       max_new_tokens=config.max_new_tokens, batch_size=config.batch_size,

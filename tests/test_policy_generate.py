@@ -195,3 +195,8 @@ def test_evaluate_policy_against_a_reference(policy_dir, scorer, tmp_path):
     assert all(row["finish_reasons"][0] in ("stop", "length") for row in answers)
     with pytest.raises(ValueError, match="reference"):
         evaluate_policy(policy_dir, prompts, tmp_path / "e2", reward_model=scorer)
+    again = evaluate_policy(policy_dir, prompts, tmp_path / "eval", reference_model=other,
+                            config=PolicyEvalConfig(max_new_tokens=6, n_bootstrap=100))
+    assert again["verifier"] == report["verifier"]  # cached answers reused
+    with pytest.raises(ValueError, match="another model"):  # never another model's answers
+        evaluate_policy(other, prompts, tmp_path / "eval", config=PolicyEvalConfig(max_new_tokens=6))
