@@ -1,0 +1,1 @@
+"""Instruction optimisation: LLM-written instruction templates, evolutionary search and DSPy instruction tuning."""
