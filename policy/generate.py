@@ -100,8 +100,9 @@ class _TransformersSampler:
         context = getattr(self.model.config, "max_position_embeddings", None) or 2048
         self.max_prompt_tokens = max(1, int(context) - config.max_new_tokens)
 
-    def prompt_ids(self, item: PromptItem) -> list[int]:
-        ids = self.tokenizer.apply_chat_template(messages_of(item.prompt, self.config.system_prompt),
+    def prompt_ids(self, item: PromptItem, system: str | None = None) -> list[int]:
+        """Chat-formatted prompt ids, with `system` (default: the config's system prompt) first."""
+        ids = self.tokenizer.apply_chat_template(messages_of(item.prompt, system or self.config.system_prompt),
                                                  add_generation_prompt=True, tokenize=True)
         return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
 
@@ -173,6 +174,34 @@ def _sampler(config: GenerationConfig) -> Any:
                                "backend 'transformers' here")
         return _VLLMSampler(config)
     return _TransformersSampler(config)
+
+
+class Answerer:
+    """Greedy answers in memory under a system instruction that changes from call to call (instruction search).
+
+    Same formatting and batching as `generate_candidates`; `calls` counts prompts answered (the policy-call budget
+    of instruction optimisers)."""
+
+    def __init__(self, model: str = "smollm2-135m-instruct", *, max_new_tokens: int = 256, batch_size: int = 8,
+                 device: str | None = None, chat_template: str | None = None):
+        self.sampler = _TransformersSampler(GenerationConfig(
+            model=model, num_candidates=1, temperature=0.0, max_new_tokens=max_new_tokens, batch_size=batch_size,
+            device=device, chat_template=chat_template, backend="transformers"))
+        self.batch_size = batch_size
+        self.calls = 0
+
+    def answer(self, system: str | None, prompts: Sequence[PromptItem]) -> list[str]:
+        """One greedy answer per prompt; prompts too long for the context get an empty answer."""
+        encoded = [(index, self.sampler.prompt_ids(item, system)) for index, item in enumerate(prompts)]
+        fits = [(i, ids) for i, ids in encoded if len(ids) <= self.sampler.max_prompt_tokens]
+        fits.sort(key=lambda pair: -len(pair[1]))
+        answers = [""] * len(prompts)
+        for start in range(0, len(fits), self.batch_size):
+            chunk = fits[start:start + self.batch_size]
+            for (index, _), (texts, _, _) in zip(chunk, self.sampler.sample([ids for _, ids in chunk], seed=0)):
+                answers[index] = texts[0]
+        self.calls += len(prompts)
+        return answers
 
 
 def _finished_chunks(partial: Path) -> set[int]:
