@@ -20,9 +20,7 @@ import dspy
 from preference.pairs import Pair
 from preference.schema import Label, PreferenceRecord
 from reward.text import flatten
-from rlhfkit.core.local_lm import local_lm
-from rlhfkit.core.plain_adapter import PlainAdapter
-from rlhfkit.core.registry import BUNDLED
+from rlhfkit.core.local_lm import lm_and_adapter
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +60,8 @@ class JudgeModule(dspy.Module):
 
 
 def judge_lm(spec: str | Any) -> tuple[Any, Any]:
-    """(dspy LM, adapter) for `spec`: a dspy.LM as is; a bundled short name or `local:PATH_OR_ID` -> the local
-    engine with PlainAdapter; anything else is a LiteLLM model string ("openai/gpt-4o-mini") with ChatAdapter."""
-    if not isinstance(spec, str):
-        return spec, None
-    if spec in BUNDLED or spec.startswith("local:"):
-        return local_lm(spec.removeprefix("local:"), max_new_tokens=16), PlainAdapter()
-    return dspy.LM(spec), dspy.ChatAdapter()
+    """(dspy LM, adapter) for `spec` (see `rlhfkit.core.local_lm.lm_and_adapter`); a verdict needs 16 tokens."""
+    return lm_and_adapter(spec, max_new_tokens=16)
 
 
 class JudgeAnnotator:

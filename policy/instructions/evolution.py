@@ -102,6 +102,34 @@ class OptimizationResult:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def plot(self, path: str | Path) -> Path:
+        """Best and mean train fitness per generation against the policy calls spent, with the held-out check."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        from rlhfkit.core.atomic import atomic_path
+
+        calls = [h["policy_calls"] for h in self.history]
+        figure, ax = plt.subplots(figsize=(6.5, 3.8))
+        ax.plot(calls, [h["best"] for h in self.history], "o-", label="best (train)")
+        ax.plot(calls, [h["mean"] for h in self.history], "s--", alpha=0.7, label="population mean (train)")
+        ax.axhline(self.start_heldout_score, color="grey", ls=":", label="start instruction (held-out)")
+        ax.axhline(self.heldout_score, color="green", ls="-.", label="chosen instruction (held-out)")
+        for h in self.history:
+            ax.annotate(f"g{h['generation']}", (h["policy_calls"], h["best"]), textcoords="offset points",
+                        xytext=(0, 6), ha="center", fontsize=8)
+        ax.set(xlabel="policy calls", ylabel="instruction-following score", ylim=(0, 1),
+               title="instruction search: score per generation")
+        ax.legend(fontsize=8)
+        figure.tight_layout()
+        path = Path(path)
+        with atomic_path(path) as tmp:
+            figure.savefig(tmp, dpi=110, format="png")
+        plt.close(figure)
+        return path
+
 
 class RewriteInstruction(dspy.Signature):
     """Improve the instruction so an assistant's answers avoid the listed problems. Keep what works, be explicit,

@@ -15,7 +15,7 @@ from annotation.labelstudio.client import LabelStudioError
 from preference.errors import DataError
 from preference.store import StoreError
 from rlhfkit import __version__
-from rlhfkit.cli import annotate, data, models, policy, reward
+from rlhfkit.cli import annotate, data, instructions, models, policy, reward
 from rlhfkit.cli.console import console, err_console, fail
 
 # Failures a user can cause (bad files, a missing server, a full disk): one clear line and exit 1, no traceback.
@@ -40,6 +40,7 @@ app.add_typer(data.app, name="data")
 app.add_typer(annotate.app, name="annotate")
 app.add_typer(reward.app, name="reward")
 app.add_typer(policy.app, name="policy")
+app.add_typer(instructions.app, name="instructions")
 app.add_typer(models.app, name="models")
 
 

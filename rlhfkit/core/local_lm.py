@@ -101,3 +101,19 @@ def local_lm(model: str = "smollm2-135m-instruct", *, max_new_tokens: int = DEFA
 
     engine = TransformersEngine(model, max_new_tokens=max_new_tokens, **engine_kwargs)
     return dspy.LM(f"local/{model}", engine=engine, cache=cache, max_tokens=max_new_tokens)
+
+
+def lm_and_adapter(spec: Any, *, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> tuple[Any, Any]:
+    """(dspy LM, adapter) for `spec`: a dspy.LM as is (adapter None: DSPy's default); a bundled short name or
+    `local:PATH_OR_ID` -> the local engine with PlainAdapter (small models break DSPy's field markers); anything else
+    is a LiteLLM model string ("openai/gpt-4o-mini") with ChatAdapter."""
+    import dspy
+
+    from rlhfkit.core.plain_adapter import PlainAdapter
+    from rlhfkit.core.registry import BUNDLED
+
+    if not isinstance(spec, str):
+        return spec, None
+    if spec in BUNDLED or spec.startswith("local:"):
+        return local_lm(spec.removeprefix("local:"), max_new_tokens=max_new_tokens), PlainAdapter()
+    return dspy.LM(spec), dspy.ChatAdapter()

@@ -1,0 +1,139 @@
+"""`rlhfkit instructions ...`: write instruction templates, score an instruction, and search for a better one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rlhfkit.cli.console import console, summary_table
+from rlhfkit.cli.policy import PromptsOpt, load_prompt_items
+
+app = typer.Typer(help="Instruction templates (LLM), instruction scoring and evolutionary instruction search.",
+                  no_args_is_help=True)
+
+LmOpt = Annotated[str, typer.Option("--lm", help="LM that writes and rewrites instructions: a bundled name "
+                                                 "(offline), local:PATH, a LiteLLM model string, or 'none' "
+                                                 "(deterministic operators only).")]
+PolicyOpt = Annotated[str, typer.Option("--model", help="Policy that answers the prompts under the instruction.")]
+RewardOpt = Annotated[Path | None, typer.Option("--reward-model", help="Add a reward model to the score.")]
+RewardWeightOpt = Annotated[float, typer.Option(help="Weight of the reward model against the verifier (1).")]
+TokensOpt = Annotated[int, typer.Option(help="Answer length limit when scoring.")]
+
+
+def _lm(spec: str):
+    from rlhfkit.core.local_lm import lm_and_adapter
+
+    return (None, None) if spec == "none" else lm_and_adapter(spec, max_new_tokens=96)
+
+
+def _metric(reward_model: Path | None, reward_weight: float):
+    from reward.dspy_metrics import InstructionFollowingMetric
+
+    scorer = None
+    if reward_model is not None:
+        from reward.model import load_reward_model
+
+        scorer = load_reward_model(reward_model)
+    return InstructionFollowingMetric(reward_model=scorer, reward_weight=reward_weight)
+
+
+@app.command()
+def generate(
+    task: Annotated[str, typer.Argument(help="What the instruction should make the assistant do.")],
+    output_format: Annotated[str | None, typer.Option("--format", help="json, list, one_word, number, sentence, "
+                                                                       "paragraph, or your own words.")] = None,
+    constraint: Annotated[list[str], typer.Option(help="A constraint to state (repeatable).")] = [],  # noqa: B006
+    lm: LmOpt = "smollm2-135m-instruct",
+) -> None:
+    """Write an instruction template for TASK with an LM (checked, with a deterministic fallback)."""
+    from policy.instructions.templates import InstructionTemplateGenerator
+
+    model, adapter = _lm(lm)
+    template = InstructionTemplateGenerator(model, adapter).generate_template(task, output_format, constraint)
+    console.print(summary_table("instruction template", {"written by": template.source, "template": template.text}))
+
+
+@app.command()
+def score(
+    instruction: Annotated[str, typer.Argument(help="The instruction (the policy's system prompt); '' for none.")],
+    prompts: PromptsOpt = "builtin:32",
+    model: PolicyOpt = "smollm2-135m-instruct",
+    reward_model: RewardOpt = None,
+    reward_weight: RewardWeightOpt = 1.0,
+    max_new_tokens: TokensOpt = 192,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="JSON with per-prompt scores and answers.")] = None,
+) -> None:
+    """Score an instruction: the policy answers the prompts under it; verifier (and reward) score the answers."""
+    from collections import Counter
+
+    from policy.generate import Answerer
+    from policy.instructions.fitness import FitnessEvaluator
+    from reward.evaluate import grouped_bootstrap_ci
+    from rlhfkit.core.atomic import atomic_write_text
+
+    items = load_prompt_items(prompts)
+    evaluator = FitnessEvaluator(Answerer(model, max_new_tokens=max_new_tokens), _metric(reward_model, reward_weight))
+    results = evaluator.evaluate(instruction, items)
+    values = [r.score for r in results]
+    low, high = grouped_bootstrap_ci(values, [item.key for item in items], n_bootstrap=2000)
+    failed = Counter(f for r in results for f in r.failed)
+    console.print(summary_table(f"instruction score on {len(items)} prompts", {
+        "score (mean)": f"{sum(values) / len(values):.3f} [{low:.3f}, {high:.3f}]",
+        "policy calls": evaluator.spent,
+        **{f"broken: {name}": count for name, count in failed.most_common(5)}}))
+    if out is not None:
+        atomic_write_text(out, json.dumps({"instruction": instruction, "score": sum(values) / len(values),
+                                           "ci_low": low, "ci_high": high, "per_prompt": [
+                                               {"key": item.key, "score": r.score, "failed": r.failed,
+                                                "answer": r.answer} for item, r in zip(items, results)]}, indent=1))
+
+
+@app.command()
+def optimize(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder: result.json, search.json (resume), search.png.")],
+    task: Annotated[str, typer.Option(help="The task the instruction is for.")] = (
+        "Answer the request and follow every instruction in it about format, length and wording"),
+    start: Annotated[str | None, typer.Option(help="The starting instruction (default: the task).")] = None,
+    prompts: PromptsOpt = "builtin:40",
+    model: PolicyOpt = "smollm2-135m-instruct",
+    lm: LmOpt = "smollm2-135m-instruct",
+    budget: Annotated[int | None, typer.Option(help="Policy calls at most (answers generated).")] = None,
+    population: Annotated[int, typer.Option(help="Instructions per generation.")] = 6,
+    generations: Annotated[int, typer.Option(help="Generations after the first.")] = 4,
+    held_out: Annotated[float, typer.Option(help="Share of prompts kept to confirm the winner.")] = 0.3,
+    reward_model: RewardOpt = None,
+    reward_weight: RewardWeightOpt = 1.0,
+    max_new_tokens: TokensOpt = 192,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+) -> None:
+    """Evolve instructions (LLM and structural operators) on a train split, confirm the winner on held-out prompts.
+    An interrupted search resumes from OUT/search.json."""
+    from policy.generate import Answerer
+    from policy.instructions.evolution import EvolutionaryInstructionOptimizer, EvolutionConfig
+    from policy.instructions.fitness import FitnessEvaluator
+    from rlhfkit.core.atomic import atomic_write_text
+
+    config = EvolutionConfig(population_size=population, generations=generations, held_out=held_out, seed=seed,
+                             state_path=str(out / "search.json"))
+    config.validate()
+    items = load_prompt_items(prompts)
+    out.mkdir(parents=True, exist_ok=True)
+    model_lm, adapter = _lm(lm)
+    evaluator = FitnessEvaluator(Answerer(model, max_new_tokens=max_new_tokens), _metric(reward_model, reward_weight),
+                                 budget=budget)
+    optimizer = EvolutionaryInstructionOptimizer(evaluator, config, lm=model_lm, adapter=adapter)
+    result = optimizer.optimize(task, items, start)
+    atomic_write_text(out / "result.json", json.dumps(result.to_dict(), indent=1))
+    result.plot(out / "search.png")
+    console.print(summary_table(f"instruction search: {out}", {
+        "chosen instruction": result.best_instruction,
+        "held-out score (chosen)": f"{result.heldout_score:.3f}",
+        "held-out score (start)": f"{result.start_heldout_score:.3f}",
+        "confirmed on held-out": result.confirmed,
+        "train score": f"{result.train_score:.3f}",
+        "policy calls": result.policy_calls,
+        "LM answers rejected": result.lm_failures,
+        "plot": out / "search.png"}))
