@@ -24,7 +24,7 @@ import torch
 from datasets import Dataset
 from trl import DPOConfig, DPOTrainer
 
-from policy.model import load_policy_tokenizer, messages_of
+from policy.model import load_policy_tokenizer, load_weights, messages_of
 from policy.training import (
     PolicyTrainingConfig,
     callbacks,
@@ -35,7 +35,6 @@ from policy.training import (
 )
 from preference.export import ExportPolicy, to_pairs
 from preference.schema import PreferenceRecord
-from rlhfkit.core.registry import resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +80,8 @@ class DPOTrainingConfig(PolicyTrainingConfig):
             (self.loss_weights is None or len(self.loss_weights) == len(self.loss_type),
              "loss_weights needs one weight per loss_type"),
             (0 <= self.label_smoothing < 0.5, "label_smoothing must be in [0, 0.5)"),
+            ("exo_pair" not in self.loss_type or self.label_smoothing > 0,
+             "loss_type exo_pair needs label_smoothing > 0 (the EXO paper suggests 1e-3)"),
             (self.max_length >= 16, "max_length must be at least 16"),
             (self.ties in ("drop", "margin0"), "ties must be 'drop' or 'margin0'"),
             (self.both_bad in ("drop", "tie"), "both_bad must be 'drop' or 'tie'"),
@@ -136,14 +137,12 @@ def _assistant(completion: Any) -> list[dict[str, str]]:
 
 def train_dpo(records: Iterable[PreferenceRecord], config: DPOTrainingConfig | None = None) -> dict[str, Any]:
     """Update the policy on `records` with DPO; returns the run summary (also in `<output_dir>/summary.json`)."""
-    from transformers import AutoModelForCausalLM
-
     config = config or DPOTrainingConfig()
     config.validate()
     rows, weights, report = dpo_rows(records, config)
     tokenizer = load_policy_tokenizer(config.model, config.chat_template, padding_side="right")
     torch.manual_seed(config.seed)
-    model = AutoModelForCausalLM.from_pretrained(resolve_model(config.model), dtype=torch.float32)
+    model = load_weights(config.model)  # an adapter folder comes merged
     args = DPOConfig(**trl_common_args(config), beta=config.beta, loss_type=list(config.loss_type),
                      loss_weights=config.loss_weights, label_smoothing=config.label_smoothing,
                      max_length=config.max_length, precompute_ref_log_probs=config.precompute_ref_log_probs)

@@ -48,8 +48,12 @@ def answer(model: str, prompts: Sequence[PromptItem], path: Path, config: Policy
     """Greedy answers by prompt key, generated once into `path` (reused and resumed on later calls).
 
     `path`'s sidecar `.settings.json` records the model and settings; answers made otherwise are never reused."""
-    settings = {"model": model, "max_new_tokens": config.max_new_tokens, "system_prompt": config.system_prompt,
-                "chat_template": config.chat_template, "prompts": sorted(item.key for item in prompts)}
+    folder = Path(model)
+    # A model retrained in the same folder is another model: its files' times are part of the settings.
+    stamp = max((f.stat().st_mtime_ns for f in folder.iterdir() if f.is_file()), default=0) if folder.is_dir() else 0
+    settings = {"model": model, "model_files_mtime": stamp, "max_new_tokens": config.max_new_tokens,
+                "system_prompt": config.system_prompt, "chat_template": config.chat_template,
+                "prompts": sorted(item.key for item in prompts)}
     sidecar = path.with_name(path.name + ".settings.json")
     if sidecar.exists() and json.loads(sidecar.read_text()) != settings:
         raise ValueError(f"{path.parent} holds answers of another model, settings or prompt set "

@@ -165,13 +165,20 @@ class _VLLMSampler:
 
 
 def _sampler(config: GenerationConfig) -> Any:
+    from rlhfkit.core.registry import resolve_model
+
+    adapter = (Path(resolve_model(config.model)) / "adapter_config.json").is_file()
     backend = config.backend
     if backend == "auto":
-        backend = "vllm" if vllm_available() else "transformers"
+        # vLLM serves full model folders; a LoRA adapter folder is merged by the transformers path.
+        backend = "vllm" if vllm_available() and not adapter else "transformers"
     if backend == "vllm":
         if not vllm_available():
-            raise RuntimeError("backend 'vllm' needs the vllm package and a CUDA GPU (pip install vllm); use "
-                               "backend 'transformers' here")
+            raise ValueError("backend 'vllm' needs the vllm package and a CUDA GPU (pip install vllm); use "
+                             "backend 'transformers' here")
+        if adapter:
+            raise ValueError(f"{config.model} is a LoRA adapter folder, which the vllm backend does not load; use "
+                             "backend 'transformers' (it merges the adapter)")
         return _VLLMSampler(config)
     return _TransformersSampler(config)
 
@@ -205,21 +212,28 @@ class Answerer:
 
 
 def _finished_chunks(partial: Path) -> set[int]:
-    """Chunk indexes already written to the partial file; a torn last line (a crash mid-write) is cut off."""
+    """Chunk indexes already written whole to the partial file. Everything after the last whole chunk (a torn line,
+    or the first lines of a chunk whose write was cut short) is cut off, so that chunk is written again once."""
     if not partial.exists():
         return set()
     data = partial.read_bytes()
-    cut = data.rfind(b"\n") + 1
-    if cut < len(data):
-        with open(partial, "r+b") as handle:
-            handle.truncate(cut)
     done: Counter[int] = Counter()
-    expected: dict[int, int] = {}
-    for line in data[:cut].splitlines():
+    keep, offset = 0, 0
+    for line in data.splitlines(keepends=True):
+        offset += len(line)
+        if not line.endswith(b"\n"):
+            break
         row = json.loads(line)
         done[row["chunk"]] += 1
-        expected[row["chunk"]] = row["chunk_size"]
-    return {chunk for chunk, count in done.items() if count == expected[chunk]}
+        if done[row["chunk"]] == row["chunk_size"]:
+            keep = offset  # chunks are written one after another: this one is complete
+    if keep < len(data):
+        with open(partial, "r+b") as handle:
+            handle.truncate(keep)
+    complete = set()
+    for line in data[:keep].splitlines():
+        complete.add(json.loads(line)["chunk"])
+    return complete
 
 
 def generate_candidates(prompts: Sequence[PromptItem], config: GenerationConfig | None, out: str | Path, *,
@@ -235,6 +249,14 @@ def generate_candidates(prompts: Sequence[PromptItem], config: GenerationConfig 
     partial = out.with_name(out.name + ".partial")
     if out.exists():
         raise FileExistsError(f"{out} already exists; delete it or choose another output file")
+    settings = out.with_name(out.name + ".partial.settings.json")
+    fingerprint = {**dataclasses.asdict(config), "prompts": [item.key for item in prompts]}
+    if partial.exists() and settings.exists() and json.loads(settings.read_text()) != fingerprint:
+        raise ValueError(f"{partial} was started with other settings or prompts; delete it (and {settings.name}) "
+                         "or choose another output file")
+    from rlhfkit.core.atomic import atomic_write_text
+
+    atomic_write_text(settings, json.dumps(fingerprint))
     sampler = _sampler(config)
     skipped: Counter[str] = Counter()
     encoded: list[tuple[PromptItem, list[int]]] = []
@@ -268,6 +290,7 @@ def generate_candidates(prompts: Sequence[PromptItem], config: GenerationConfig 
             bar.update(len(chunk))
     seconds = time.perf_counter() - started
     os.replace(partial, out)
+    settings.unlink(missing_ok=True)
     return GenerationResult(out, len(encoded), skipped, new_tokens, seconds)
 
 

@@ -52,26 +52,31 @@ def load_policy_tokenizer(model: str, chat_template: str | None = None, padding_
     return tokenizer
 
 
+def load_weights(model: str, dtype: torch.dtype | str = torch.float32) -> Any:
+    """The causal LM behind `model`, on the CPU, ready to train or serve: a LoRA adapter folder (what a LoRA run
+    saves) loads its base with the adapter merged in, so a new run trains on top of it instead of stacking a
+    second adapter that the reference (adapters off) would not see."""
+    from transformers import AutoModelForCausalLM
+
+    path = resolve_model(model)
+    if (Path(path) / "adapter_config.json").is_file():
+        from peft import AutoPeftModelForCausalLM
+
+        return AutoPeftModelForCausalLM.from_pretrained(path, dtype=dtype).merge_and_unload()
+    try:
+        return AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    except ValueError as exc:  # "Unrecognized configuration class ... for AutoModelForCausalLM"
+        raise PolicyModelError(f"{model}: not a causal language model, so it cannot generate: {exc}") from exc
+
+
 def load_policy(model: str, *, device: str | None = None, dtype: torch.dtype | None = None,
                 chat_template: str | None = None) -> tuple[Any, Any]:
     """(model in eval mode on `device`, tokenizer with left padding) for `model` (name, folder, .gguf or HF id).
 
     A folder holding a LoRA adapter (`adapter_config.json`) loads its base model with the adapter merged."""
-    from transformers import AutoModelForCausalLM
-
     device = device or default_device()
-    path = resolve_model(model)
     tokenizer = load_policy_tokenizer(model, chat_template)
-    dtype = dtype or default_dtype(device)
-    if (Path(path) / "adapter_config.json").is_file():
-        from peft import AutoPeftModelForCausalLM
-
-        loaded = AutoPeftModelForCausalLM.from_pretrained(path, dtype=dtype).merge_and_unload()
-    else:
-        try:
-            loaded = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-        except ValueError as exc:  # "Unrecognized configuration class ... for AutoModelForCausalLM"
-            raise PolicyModelError(f"{model}: not a causal language model, so it cannot generate: {exc}") from exc
+    loaded = load_weights(model, dtype or default_dtype(device))
     if loaded.config.pad_token_id is None:
         loaded.config.pad_token_id = tokenizer.pad_token_id
     return loaded.to(device).eval(), tokenizer

@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from policy.model import load_policy_tokenizer, messages_of
+from policy.model import load_policy_tokenizer, load_weights, messages_of
 from policy.ppo_core import (
     AdaptiveKLController,
     FixedKLController,
@@ -46,9 +46,10 @@ from policy.ppo_core import (
     whiten,
 )
 from policy.prompts import PromptItem
-from policy.rewards import RewardSources, reward_functions, verifier_columns
+from policy.rewards import RewardSources, check_reward_sources, reward_functions, verifier_columns
 from policy.training import PolicyTrainingConfig, peft_config, plot_curves, prepare_output, use_bf16
 from rlhfkit.core.atomic import atomic_dir, atomic_write_text
+from rlhfkit.core.errors import TrainingDiverged
 from rlhfkit.core.registry import resolve_model
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,8 @@ log = logging.getLogger(__name__)
 class PPOTrainingConfig(PolicyTrainingConfig, RewardSources):
     output_dir: str = "runs/ppo"
     learning_rate: float = 1e-5
-    """Policy learning rate (constant after warm-up)."""
+    """Policy learning rate (constant). PPO counts `updates`; it does not use num_train_epochs, max_steps,
+    warmup_ratio or per_device_train_batch_size (see rollout_batch_size and mini_batch_size)."""
     critic_learning_rate: float | None = None
     """Critic learning rate; None: the policy's."""
     critic_model: str | None = None
@@ -152,20 +154,19 @@ def _values(critic: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, 
 class PPOTrainer:
     """One PPO run; `train()` returns the summary. Build it with `train_ppo` unless you need the pieces."""
 
-    def __init__(self, config: PPOTrainingConfig, prompts: Sequence[PromptItem], rewards: Sequence[Any]):
+    def __init__(self, config: PPOTrainingConfig, prompts: Sequence[PromptItem],
+                 extra_rewards: Sequence[Callable[..., Any]] = ()):
         from accelerate import Accelerator
-        from transformers import AutoModelForCausalLM, AutoModelForTokenClassification
 
-        self.config, self.prompts, self.rewards = config, list(prompts), list(rewards)
+        self.config, self.prompts = config, list(prompts)
         self.accelerator = Accelerator(gradient_accumulation_steps=config.gradient_accumulation_steps,
                                        mixed_precision="bf16" if use_bf16(config) else "no")
         self.out = prepare_output(config)
+        self.rewards = reward_functions(config, extra_rewards, device=self.accelerator.device)
         torch.manual_seed(config.seed)
         self.tokenizer = load_policy_tokenizer(config.model, config.chat_template, padding_side="left")
-        path = resolve_model(config.model)
-        policy = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-        critic = AutoModelForTokenClassification.from_pretrained(
-            resolve_model(config.critic_model) if config.critic_model else path, num_labels=1, dtype=torch.float32)
+        policy = load_weights(config.model)  # an adapter folder comes merged
+        critic = self._critic(policy)
         critic.config.pad_token_id = policy.config.pad_token_id = self.tokenizer.pad_token_id
         self.ref_policy = None
         if config.lora:
@@ -180,6 +181,10 @@ class PPOTrainer:
             import copy
 
             self.ref_policy = copy.deepcopy(policy).eval().requires_grad_(False)
+        for model in (policy, critic):  # PPO's ratio must be 1 before an update: no dropout noise (as TRL's PPO)
+            for module in model.modules():
+                if isinstance(module, torch.nn.Dropout):
+                    module.p = 0.0
         policy_opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=config.learning_rate)
         critic_opt = torch.optim.AdamW([p for p in critic.parameters() if p.requires_grad],
                                        lr=config.critic_learning_rate or config.learning_rate)
@@ -191,7 +196,36 @@ class PPOTrainer:
                    else FixedKLController(config.kl_coef))
         self.history: list[dict[str, Any]] = []
         self.step = 0
-        self.eos_ids = {self.tokenizer.eos_token_id}
+        stop = getattr(getattr(policy, "generation_config", None), "eos_token_id", None)
+        self.eos_ids = {self.tokenizer.eos_token_id, *([stop] if isinstance(stop, int) else stop or [])}
+
+    def _critic(self, policy: Any) -> Any:
+        """The value model: the policy's weights (or `critic_model`'s) under a per-token value head. A critic must
+        read the policy's tokens left to right, so it must be a decoder of the same family and vocabulary."""
+        import tempfile
+
+        from transformers import AutoConfig, AutoModelForTokenClassification
+
+        if not self.config.critic_model:
+            source = resolve_model(self.config.model)
+            if not (Path(source) / "adapter_config.json").is_file():
+                return AutoModelForTokenClassification.from_pretrained(source, num_labels=1, dtype=torch.float32)
+            with tempfile.TemporaryDirectory() as tmp:  # an adapter folder: the merged weights, a new value head
+                policy.save_pretrained(tmp)
+                return AutoModelForTokenClassification.from_pretrained(tmp, num_labels=1, dtype=torch.float32)
+        path = resolve_model(self.config.critic_model)
+        if (Path(path) / "adapter_config.json").is_file() or not (Path(path) / "config.json").is_file():
+            raise ValueError(f"critic_model {self.config.critic_model}: give a full model folder (a LoRA or "
+                             "ensemble reward-model folder cannot start a critic)")
+        critic_config = AutoConfig.from_pretrained(path)
+        if critic_config.model_type != policy.config.model_type or \
+                critic_config.vocab_size != policy.config.vocab_size:
+            raise ValueError(f"critic_model {self.config.critic_model} is a {critic_config.model_type} with "
+                             f"{critic_config.vocab_size} tokens, but the policy is a {policy.config.model_type} "
+                             f"with {policy.config.vocab_size}: the critic must read the policy's tokens (use a "
+                             "reward model trained on the policy's backbone, or leave critic_model unset)")
+        # A reward model's score head (num_labels=1) is kept as the starting value head.
+        return AutoModelForTokenClassification.from_pretrained(path, num_labels=1, dtype=torch.float32)
 
     # -- prompts: a seeded order, sharded by process, so a resumed run takes the same batches -------------------
     def batch(self, step: int) -> list[PromptItem]:
@@ -312,7 +346,9 @@ class PPOTrainer:
                  "explained_variance": explained_variance(batch.values, returns, batch.mask), **metrics}
         gathered = self.accelerator.gather(torch.tensor([local[k] for k in sorted(local)],
                                                         device=self.accelerator.device)[None])
-        merged = dict(zip(sorted(local), gathered.nanmean(dim=0).tolist()))
+        # A NaN loss on any process must show (mean); explained variance is NaN when returns do not vary (nanmean).
+        merged = {key: (gathered[:, i].nanmean() if key == "explained_variance" else gathered[:, i].mean()).item()
+                  for i, key in enumerate(sorted(local))}
         self.kl.update(merged["kl"], config.rollout_batch_size * self.accelerator.num_processes)
         self.step += 1
         entry = {"step": self.step, **merged, "kl_coef": self.kl.value, "example": batch.texts[0][:200]}
@@ -327,6 +363,7 @@ class PPOTrainer:
         target = self._checkpoints() / f"step-{self.step}"
         tmp = self._checkpoints() / f".step-{self.step}.tmp"
         self.accelerator.save_state(str(tmp))
+        self.accelerator.wait_for_everyone()  # every process has written its part (RNG state) before the rename
         if self.accelerator.is_main_process:
             atomic_write_text(tmp / "rlhfkit_ppo_state.json", json.dumps(
                 {"step": self.step, "kl_coef": self.kl.value, "history": self.history}))
@@ -371,8 +408,6 @@ class PPOTrainer:
             while self.step < config.updates:
                 entry = self.update()
                 if not math.isfinite(entry["policy_loss"]) or not math.isfinite(entry["value_loss"]):
-                    from reward.train import TrainingDiverged
-
                     raise TrainingDiverged(f"the PPO loss became non-finite at update {self.step}: lower the "
                                            "learning rate, or check the reward for NaN")
                 bar.set_postfix(score=f"{entry['score']:.3f}", kl=f"{entry['kl']:.3f}")
@@ -405,5 +440,5 @@ def train_ppo(prompts: Sequence[PromptItem], config: PPOTrainingConfig | None = 
     config.validate()
     if not prompts:
         raise ValueError("no prompts to train on")
-    rewards = reward_functions(config, extra_rewards)
-    return PPOTrainer(config, prompts, rewards).train()
+    check_reward_sources(config, extra_rewards)
+    return PPOTrainer(config, prompts, extra_rewards).train()

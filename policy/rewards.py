@@ -90,20 +90,26 @@ class RewardSources:
     """One weight per reward source, in the order: reward models, verifier, extra callables; None: all 1."""
 
 
-def reward_functions(config: RewardSources, extra: Sequence[Callable[..., Any]] = ()) -> list[Any]:
-    """The reward sources named by the config, then `extra` callables; raises when there is none."""
+def check_reward_sources(config: RewardSources, extra: Sequence[Callable[..., Any]] = ()) -> None:
+    """Fail before any work when the config names no reward, or weights that do not match the sources."""
+    count = len(config.reward_models) + bool(config.verifier) + len(extra)
+    if not count:
+        raise ValueError("no reward: give a reward model (--reward-model), the verifier (--verifier), or a callable")
+    if config.verifier not in (None, "strict", "loose"):
+        raise ValueError(f"verifier must be 'strict' or 'loose', not {config.verifier!r}")
+    if config.reward_weights is not None and len(config.reward_weights) != count:
+        raise ValueError(f"reward_weights has {len(config.reward_weights)} weights for {count} reward source(s)")
+
+
+def reward_functions(config: RewardSources, extra: Sequence[Callable[..., Any]] = (), device: Any = None
+                     ) -> list[Any]:
+    """The reward sources named by the config, then `extra` callables; raises when there is none. Reward models
+    load on `device` (each process's own device under accelerate; default: the first GPU, else the CPU)."""
     from reward.model import load_reward_model
 
-    functions: list[Any] = [RewardModelReward(load_reward_model(path), name=f"reward_model_{i}")
+    check_reward_sources(config, extra)
+    functions: list[Any] = [RewardModelReward(load_reward_model(path, device=device), name=f"reward_model_{i}")
                             for i, path in enumerate(config.reward_models)]
     if config.verifier:
-        if config.verifier not in ("strict", "loose"):
-            raise ValueError(f"verifier must be 'strict' or 'loose', not {config.verifier!r}")
         functions.append(IFEvalReward(config.verifier))
-    functions += list(extra)
-    if not functions:
-        raise ValueError("no reward: give a reward model (--reward-model), the verifier (--verifier), or a callable")
-    if config.reward_weights is not None and len(config.reward_weights) != len(functions):
-        raise ValueError(f"reward_weights has {len(config.reward_weights)} weights for {len(functions)} reward "
-                         "source(s)")
-    return functions
+    return functions + list(extra)

@@ -17,9 +17,9 @@ from typing import Any, Literal
 import torch
 from datasets import Dataset
 
-from policy.model import load_policy_tokenizer, messages_of
+from policy.model import load_policy_tokenizer, load_weights, messages_of
 from policy.prompts import PromptItem
-from policy.rewards import RewardSources, reward_functions, verifier_columns
+from policy.rewards import RewardSources, check_reward_sources, reward_functions, verifier_columns
 from policy.training import (
     PolicyTrainingConfig,
     callbacks,
@@ -28,7 +28,6 @@ from policy.training import (
     train_and_save,
     trl_common_args,
 )
-from rlhfkit.core.registry import resolve_model
 
 ALGOS = ("grpo", "rloo")
 
@@ -93,15 +92,13 @@ def _trainer_class(algo: str) -> tuple[type, type]:
 def train_rl(prompts: Sequence[PromptItem], config: RLTrainingConfig | None = None,
              extra_rewards: Sequence[Callable[..., Any]] = ()) -> dict[str, Any]:
     """Update the policy online on `prompts`; returns the run summary (also in `<output_dir>/summary.json`)."""
-    from transformers import AutoModelForCausalLM
-
     config = config or RLTrainingConfig()
     config.validate()
     dataset = rl_dataset(prompts, config.system_prompt)
-    functions = reward_functions(config, extra_rewards)
+    check_reward_sources(config, extra_rewards)
     tokenizer = load_policy_tokenizer(config.model, config.chat_template, padding_side="left")
     torch.manual_seed(config.seed)
-    model = AutoModelForCausalLM.from_pretrained(resolve_model(config.model), dtype=torch.float32)
+    model = load_weights(config.model)  # an adapter folder comes merged
     config_class, trainer_class = _trainer_class(config.algo)
     specific: dict[str, Any] = {
         "num_generations": config.num_generations,
@@ -120,6 +117,9 @@ def train_rl(prompts: Sequence[PromptItem], config: RLTrainingConfig | None = No
         specific["vllm_mode"] = "colocate"
     args = config_class(**trl_common_args(config), **specific)
     prepare_output(config)  # after the TRL arguments: they set up the distributed state it uses
+    from accelerate import PartialState
+
+    functions = reward_functions(config, extra_rewards, device=PartialState().device)  # this process's device
     trainer = trainer_class(model=model, reward_funcs=functions, args=args, train_dataset=dataset,
                             processing_class=tokenizer, peft_config=peft_config(config), callbacks=callbacks())
     names = [f"rewards/{getattr(f, '__name__', type(f).__name__)}/mean" for f in functions]

@@ -16,7 +16,7 @@ import torch
 from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
 
-from policy.model import load_policy_tokenizer, messages_of
+from policy.model import load_policy_tokenizer, load_weights, messages_of
 from policy.training import (
     PolicyTrainingConfig,
     callbacks,
@@ -26,7 +26,6 @@ from policy.training import (
     trl_common_args,
 )
 from preference.errors import DataError, Issue
-from rlhfkit.core.registry import resolve_model
 
 
 @dataclasses.dataclass
@@ -89,14 +88,12 @@ def read_sft_file(path: str | Path) -> list[dict[str, Any]]:
 def train_sft(rows: Sequence[dict[str, Any]], config: SFTTrainingConfig | None = None, where: str = "data"
               ) -> dict[str, Any]:
     """Fine-tune the policy on `rows`; returns the run summary (also in `<output_dir>/summary.json`)."""
-    from transformers import AutoModelForCausalLM
-
     config = config or SFTTrainingConfig()
     config.validate()
     examples = sft_rows(rows, config.system_prompt, where)
     tokenizer = load_policy_tokenizer(config.model, config.chat_template, padding_side="right")
     torch.manual_seed(config.seed)
-    model = AutoModelForCausalLM.from_pretrained(resolve_model(config.model), dtype=torch.float32)
+    model = load_weights(config.model)  # an adapter folder comes merged
     args = SFTConfig(**trl_common_args(config), max_length=config.max_length,
                      completion_only_loss=config.completion_only_loss)
     prepare_output(config)  # after the TRL arguments: they set up the distributed state it uses

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 import torch
 
 from reward.train import StopOnNonFiniteLoss
-from rlhfkit.core.atomic import atomic_dir, atomic_path, atomic_write_text
+from rlhfkit.core.atomic import atomic_path, atomic_write_text, swap_in_dir
 from rlhfkit.core.run_dir import last_complete_checkpoint, prepare_run_dir
 
 log = logging.getLogger(__name__)
@@ -144,15 +145,22 @@ def train_and_save(trainer: Any, config: PolicyTrainingConfig, method: str, extr
     result = trainer.train(resume_from_checkpoint=last)
     summary = {"method": method, "model": config.model, "final_model": str(out / "model"), "lora": config.lora,
                "train_metrics": result.metrics, **extra}
-    if trainer.accelerator.is_main_process:
-        with atomic_dir(out / "model") as tmp:
-            # A LoRA run saves its adapter (adapter_config.json points at the base); policy.model.load_policy
-            # loads either form.
-            trainer.model.save_pretrained(tmp)
-            trainer.processing_class.save_pretrained(tmp)
-            atomic_write_text(tmp / "rlhfkit_policy.json", json.dumps(
-                {"method": method, "base_model": config.model, "lora": config.lora,
-                 "system_prompt": config.system_prompt}, indent=1))
+    accelerator = trainer.accelerator
+    tmp = out / ".model.tmp"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)  # a save cut short earlier
+        tmp.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    # Every process: under FSDP / DeepSpeed the weights are sharded and Trainer.save_model gathers them. A LoRA run
+    # saves its adapter (adapter_config.json points at the base); policy.model.load_policy loads either form.
+    trainer.save_model(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        trainer.processing_class.save_pretrained(tmp)
+        atomic_write_text(tmp / "rlhfkit_policy.json", json.dumps(
+            {"method": method, "base_model": config.model, "lora": config.lora,
+             "system_prompt": config.system_prompt}, indent=1))
+        swap_in_dir(tmp, out / "model")  # a half-written save never replaces a finished model
         history = trainer.state.log_history
         atomic_write_text(out / "train_log.json", json.dumps(history, indent=1))
         plot_curves(history, curve_keys, out / "curves.png", f"{method}: {config.model}")

@@ -25,14 +25,11 @@ from reward.config import RewardTrainingConfig
 from reward.data import PreparedData, prepare
 from reward.meta import RewardMeta
 from rlhfkit.core.atomic import atomic_dir, atomic_write_text
+from rlhfkit.core.errors import TrainingDiverged
 from rlhfkit.core.registry import resolve_model
 from rlhfkit.core.run_dir import is_main_process, last_complete_checkpoint, prepare_run_dir
 
 log = logging.getLogger(__name__)
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
 
 
 class StopOnNonFiniteLoss(TrainerCallback):

@@ -97,8 +97,11 @@ def test_an_interrupted_search_resumes_from_its_state(answerer, tmp_path):
 def test_bad_inputs(answerer):
     with pytest.raises(ValueError, match="no examples"):
         EvolutionaryInstructionOptimizer(FitnessEvaluator(answerer)).optimize(TASK, [])
-    with pytest.raises(ValueError, match="budget is too small"):
-        EvolutionaryInstructionOptimizer(FitnessEvaluator(answerer, budget=2), EvolutionConfig(
+    with pytest.raises(ValueError, match="does not cover the held-out check"):
+        EvolutionaryInstructionOptimizer(FitnessEvaluator(answerer, budget=6), EvolutionConfig(
+            llm_rate=0)).optimize(TASK, builtin_prompts(10))
+    with pytest.raises(ValueError, match="budget is too small"):  # held-out covered, not one train pass
+        EvolutionaryInstructionOptimizer(FitnessEvaluator(answerer, budget=9), EvolutionConfig(
             llm_rate=0)).optimize(TASK, builtin_prompts(10))
     with pytest.raises(ValueError, match="elite"):
         EvolutionConfig(elite=6).validate()

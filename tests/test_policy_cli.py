@@ -60,6 +60,10 @@ def test_bad_input_gives_one_clear_line(policy_dir, tmp_path, monkeypatch):
     assert result.exit_code == 1 and "missing-store" in result.output
     result = runner.invoke(app, ["policy", "generate", "-o", "c.jsonl", "--model", "no-such-model"])
     assert result.exit_code == 1 and "unknown model" in result.output
+    result = runner.invoke(app, ["policy", "rl", "--algo", "grpo", "--verifier", "loose", "--updates", "3"])
+    assert result.exit_code == 1 and "--updates only apply to --algo ppo" in result.output
+    result = runner.invoke(app, ["policy", "dpo", "x", "--loss-type", "exo_pair"])
+    assert result.exit_code == 1 and "label_smoothing" in result.output
 
 
 def test_dpo_and_reward_training_on_two_processes(policy_dir, tmp_path):

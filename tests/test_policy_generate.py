@@ -105,11 +105,16 @@ def test_interrupted_generation_resumes_to_the_same_file(policy_dir, tmp_path):
     config = GenerationConfig(model=policy_dir, num_candidates=2, max_new_tokens=6, batch_size=3, seed=5)
     generate_candidates(prompts, config, tmp_path / "full.jsonl", progress=False)
     lines = (tmp_path / "full.jsonl").read_text().splitlines(keepends=True)
-    # An interrupted run: the first chunk (3 prompts) written, then a line torn by the crash.
-    (tmp_path / "resumed.jsonl.partial").write_text("".join(lines[:3]) + lines[3][:25])
+    # An interrupted run: the first chunk (3 prompts) written, one whole line of the second, then a torn line.
+    (tmp_path / "resumed.jsonl.partial").write_text("".join(lines[:4]) + lines[4][:25])
     result = generate_candidates(prompts, config, tmp_path / "resumed.jsonl", progress=False)
-    assert (tmp_path / "resumed.jsonl").read_text() == (tmp_path / "full.jsonl").read_text()
+    assert (tmp_path / "resumed.jsonl").read_text() == (tmp_path / "full.jsonl").read_text()  # nothing twice
     assert result.prompts == 7
+    # A partial file from other settings is refused, never mixed in.
+    (tmp_path / "mixed.jsonl.partial").write_text(lines[0])
+    (tmp_path / "mixed.jsonl.partial.settings.json").write_text('{"model": "another"}')
+    with pytest.raises(ValueError, match="other settings"):
+        generate_candidates(prompts, config, tmp_path / "mixed.jsonl", progress=False)
 
 
 def test_prompts_too_long_for_the_context_are_skipped_and_counted(tmp_path):

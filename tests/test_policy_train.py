@@ -176,3 +176,18 @@ def test_rl_config_errors():
 
     with pytest.raises(ValueError, match="no reward"):
         reward_functions(RLTrainingConfig())
+
+
+def test_a_lora_run_trains_on_top_of_an_earlier_adapter(base, tmp_path):
+    sft = train_sft([{"prompt": "Will you help?", "completion": GOOD}] * 4, SFTTrainingConfig(
+        model=base, output_dir=str(tmp_path / "sft"), max_steps=2, learning_rate=1e-2, save_steps=100))
+    assert (tmp_path / "sft" / "model" / "adapter_config.json").is_file()
+    summary = train_dpo(easy_preferences(8), DPOTrainingConfig(model=sft["final_model"],
+                                                               output_dir=str(tmp_path / "dpo"), max_steps=1,
+                                                               per_device_train_batch_size=4, save_steps=100))
+    from peft import PeftConfig
+
+    # The new adapter sits on the merged SFT weights, not a second adapter stacked on the base.
+    assert PeftConfig.from_pretrained(summary["final_model"]).peft_type == "LORA"
+    model, tokenizer = load_policy(summary["final_model"])
+    assert not any("lora" in name for name, _ in model.named_parameters())  # merged on load

@@ -83,6 +83,17 @@ def test_interrupted_ppo_resumes_from_the_last_checkpoint(warm_policy, tmp_path,
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-2", "step-4"]
 
 
+def test_a_critic_that_cannot_read_the_policy_tokens_is_refused(warm_policy, tmp_path):
+    out = tmp_path / "ppo"
+    with pytest.raises(ValueError, match="must read the policy's tokens"):
+        train_ppo(builtin_prompts(4), config(warm_policy, out, updates=1, critic_model="minilm-l6"),
+                  extra_rewards=[shouting])
+    # The failed start left only config.json: the corrected run may use the same folder.
+    train_ppo(builtin_prompts(4), config(warm_policy, out, updates=1, rollout_batch_size=4),
+              extra_rewards=[shouting])
+    assert (out / "model").is_dir()
+
+
 def test_bad_ppo_settings_fail_before_work(tmp_path):
     with pytest.raises(ValueError, match="mini_batch_size"):
         train_ppo(builtin_prompts(2), PPOTrainingConfig(output_dir=str(tmp_path / "x"), rollout_batch_size=2,

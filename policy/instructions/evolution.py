@@ -286,6 +286,14 @@ class EvolutionaryInstructionOptimizer:
         train, heldout = split_prompts(list(examples), self.config.held_out, self.config.seed)
         fingerprint = self._fingerprint(task, examples, start)
         loaded = self._load(fingerprint)
+        # Keep what confirming the winner on the held-out split needs (the start and the winner there) out of the
+        # search's budget; it is given back for the confirmation.
+        reserve = 2 * len(heldout) - sum((start, item.key) in self.evaluator.cache for item in heldout)
+        if self.evaluator.budget is not None:
+            if self.evaluator.budget - self.evaluator.spent <= reserve:
+                raise ValueError(f"the budget ({self.evaluator.budget} policy calls) does not cover the held-out "
+                                 f"check ({2 * len(heldout)} calls) and a search; give a larger budget")
+            self.evaluator.budget -= reserve
         if loaded:
             done, population, history = loaded
         else:
@@ -310,6 +318,8 @@ class EvolutionaryInstructionOptimizer:
             if not any(c.fitness is not None for c in population):
                 raise ValueError(f"the budget is too small to evaluate even the starting instruction: {exc}") from exc
             population = [c for c in population if c.fitness is not None]
+        if self.evaluator.budget is not None:
+            self.evaluator.budget += reserve
         return self._confirm(population, start, train, heldout, history)
 
     def _next_generation(self, population: list[Candidate], task: str, train: Sequence[PromptItem]

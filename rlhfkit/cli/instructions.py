@@ -29,6 +29,13 @@ def _lm(spec: str):
     return (None, None) if spec == "none" else lm_and_adapter(spec, max_new_tokens=96)
 
 
+def _check_scorable(items, reward_model: Path | None) -> None:
+    if reward_model is None and not any(item.verifiable for item in items):
+        raise ValueError("these prompts carry no IFEval instructions (instruction_id_list + kwargs) and no reward "
+                         "model was given, so every instruction would score 0; add --reward-model or use "
+                         "verifiable prompts (builtin, or IFEval's input_data.jsonl)")
+
+
 def _metric(reward_model: Path | None, reward_weight: float):
     from reward.dspy_metrics import InstructionFollowingMetric
 
@@ -75,6 +82,7 @@ def score(
     from rlhfkit.core.atomic import atomic_write_text
 
     items = load_prompt_items(prompts)
+    _check_scorable(items, reward_model)
     evaluator = FitnessEvaluator(Answerer(model, max_new_tokens=max_new_tokens), _metric(reward_model, reward_weight))
     results = evaluator.evaluate(instruction, items)
     values = [r.score for r in results]
@@ -120,6 +128,7 @@ def optimize(
                              state_path=str(out / "search.json"))
     config.validate()
     items = load_prompt_items(prompts)
+    _check_scorable(items, reward_model)
     out.mkdir(parents=True, exist_ok=True)
     model_lm, adapter = _lm(lm)
     evaluator = FitnessEvaluator(Answerer(model, max_new_tokens=max_new_tokens), _metric(reward_model, reward_weight),

@@ -14,13 +14,16 @@ from typer.core import TyperGroup
 from annotation.labelstudio.client import LabelStudioError
 from preference.errors import DataError
 from preference.store import StoreError
+from reward.ifeval import VerifierSetupError
 from rlhfkit import __version__
 from rlhfkit.cli import annotate, data, instructions, models, policy, reward
 from rlhfkit.cli.console import console, err_console, fail
+from rlhfkit.core.errors import TrainingDiverged
 
 # Failures a user can cause (bad files, a missing server, a full disk): one clear line and exit 1, no traceback.
 # `--verbose` shows the traceback too.
-EXPECTED_ERRORS = (DataError, StoreError, LabelStudioError, OSError, EOFError, ValueError)
+EXPECTED_ERRORS = (DataError, StoreError, LabelStudioError, OSError, EOFError, ValueError, TrainingDiverged,
+                   VerifierSetupError)
 _verbose = False
 
 

@@ -22,6 +22,8 @@ SystemOpt = Annotated[str | None, typer.Option(help="System instruction before e
 LoraOpt = Annotated[bool, typer.Option(help="Train LoRA adapters (default) or every weight (--no-lora).")]
 MaxStepsOpt = Annotated[int, typer.Option(help="Stop after this many optimiser steps (-1: run the epochs).")]
 ResumeOpt = Annotated[bool, typer.Option(help="Continue an interrupted run in --output-dir.")]
+TemplateOpt = Annotated[str | None, typer.Option("--chat-template", help="A chat template (Jinja text or a file) "
+                                                                         "for a model whose tokenizer has none.")]
 
 
 def load_prompt_items(spec: str, limit: int | None = None):
@@ -60,6 +62,7 @@ def generate(
     batch_size: Annotated[int, typer.Option(help="Prompts per batch.")] = 8,
     seed: Annotated[int, typer.Option(help="Seed (runs and resumed runs are reproducible).")] = 0,
     system: SystemOpt = None,
+    chat_template: TemplateOpt = None,
     backend: Annotated[str, typer.Option(help="auto, transformers or vllm.")] = "auto",
     limit: Annotated[int | None, typer.Option(help="Answer only the first N prompts.")] = None,
 ) -> None:
@@ -68,7 +71,8 @@ def generate(
 
     config = GenerationConfig(model=model, num_candidates=num_candidates, max_new_tokens=max_new_tokens,
                               temperature=temperature, top_p=top_p, batch_size=batch_size, seed=seed,
-                              system_prompt=system, backend=backend)  # type: ignore[arg-type]
+                              system_prompt=system, backend=backend,  # type: ignore[arg-type]
+                              chat_template=chat_template)
     config.validate()
     result = generate_candidates(load_prompt_items(prompts, limit), config, out)
     console.print(summary_table(f"candidates: {out}", {
@@ -112,6 +116,7 @@ def sft(
     batch_size: Annotated[int, typer.Option(help="Examples per step (per device).")] = 4,
     lora: LoraOpt = True,
     system: SystemOpt = None,
+    chat_template: TemplateOpt = None,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     resume: ResumeOpt = False,
 ) -> None:
@@ -120,7 +125,7 @@ def sft(
 
     config = SFTTrainingConfig(model=model, output_dir=str(output_dir), num_train_epochs=epochs, max_steps=max_steps,
                                learning_rate=learning_rate, per_device_train_batch_size=batch_size, lora=lora,
-                               system_prompt=system, seed=seed, resume=resume)
+                               system_prompt=system, chat_template=chat_template, seed=seed, resume=resume)
     config.validate()
     summary = train_sft(read_sft_file(data), config, where=str(data))
     _show(summary, f"SFT: {output_dir}", {"examples": "examples"})
@@ -146,6 +151,7 @@ def dpo(
     precompute_ref: Annotated[bool, typer.Option(help="Precompute the reference log-probs once.")] = False,
     lora: LoraOpt = True,
     system: SystemOpt = None,
+    chat_template: TemplateOpt = None,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     resume: ResumeOpt = False,
 ) -> None:
@@ -159,7 +165,8 @@ def dpo(
                                learning_rate=learning_rate, per_device_train_batch_size=batch_size,
                                max_length=max_length, ties=ties, both_bad=both_bad,  # type: ignore[arg-type]
                                strength_weighting=strength_weighting, precompute_ref_log_probs=precompute_ref,
-                               lora=lora, system_prompt=system, seed=seed, resume=resume)
+                               lora=lora, system_prompt=system, chat_template=chat_template, seed=seed,
+                               resume=resume)
     config.validate()
     records, _ = load_records(data, None, ImportOptions())
     summary = train_dpo(records, config)
@@ -189,6 +196,7 @@ def rl(
                           ] = 4,
     lora: LoraOpt = True,
     system: SystemOpt = None,
+    chat_template: TemplateOpt = None,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     resume: ResumeOpt = False,
     limit: Annotated[int | None, typer.Option(help="Use only the first N prompts.")] = None,
@@ -205,6 +213,13 @@ def rl(
 ) -> None:
     """Online RL with rlhfkit reward models and/or the IFEval verifier as rewards: TRL's GRPO or RLOO, or rlhfkit's
     PPO with a value model."""
+    ppo_only = {"--updates": updates is not None, "--ppo-epochs": ppo_epochs != 2, "--adaptive-kl": adaptive_kl,
+                "--kl-target": kl_target != 6.0, "--critic-model": critic_model is not None,
+                "--missing-eos-penalty": missing_eos_penalty is not None}
+    if algo != "ppo" and any(ppo_only.values()):
+        fail(f"{', '.join(k for k, v in ppo_only.items() if v)} only apply to --algo ppo")
+    if algo == "ppo" and num_generations != 4:
+        fail("--num-generations applies to GRPO and RLOO; PPO samples one answer per prompt (--batch-size prompts)")
     items = load_prompt_items(prompts, limit)
     if algo == "ppo":
         from policy.ppo import PPOTrainingConfig, train_ppo
@@ -218,7 +233,7 @@ def rl(
                                 max_new_tokens=max_completion_length, kl_coef=beta, adaptive_kl=adaptive_kl,
                                 kl_target=kl_target, critic_model=critic_model,
                                 missing_eos_penalty=missing_eos_penalty, learning_rate=learning_rate, lora=lora,
-                                system_prompt=system, seed=seed, resume=resume)
+                                system_prompt=system, chat_template=chat_template, seed=seed, resume=resume)
         ppo.validate()
         summary = train_ppo(items, ppo)
         _show(summary, f"PPO: {output_dir}", {"prompts": "prompts", "updates": "updates"})
@@ -231,7 +246,8 @@ def rl(
                               reward_weights=list(reward_weight) or None, num_generations=num_generations,
                               max_completion_length=max_completion_length, beta=beta, num_train_epochs=epochs,
                               max_steps=max_steps, learning_rate=learning_rate, per_device_train_batch_size=batch_size,
-                              lora=lora, system_prompt=system, seed=seed, resume=resume)
+                              lora=lora, system_prompt=system, chat_template=chat_template, seed=seed,
+                              resume=resume)
     config.validate()
     if verifier not in (None, "strict", "loose"):
         fail("--verifier must be strict or loose")
@@ -251,6 +267,7 @@ def eval_cmd(
     max_new_tokens: Annotated[int, typer.Option(help="Answer length limit.")] = 256,
     batch_size: Annotated[int, typer.Option(help="Prompts per batch.")] = 8,
     system: SystemOpt = None,
+    chat_template: TemplateOpt = None,
     limit: Annotated[int | None, typer.Option(help="Evaluate only the first N prompts.")] = None,
 ) -> None:
     """Verifier pass rates (prompt / instruction level, strict / loose) and reward win rate, with 95% CIs."""
@@ -261,7 +278,8 @@ def eval_cmd(
         from reward.model import load_reward_model
 
         scorer = load_reward_model(reward_model)
-    config = PolicyEvalConfig(max_new_tokens=max_new_tokens, batch_size=batch_size, system_prompt=system)
+    config = PolicyEvalConfig(max_new_tokens=max_new_tokens, batch_size=batch_size, system_prompt=system,
+                              chat_template=chat_template)
     report = evaluate_policy(model, load_prompt_items(prompts, limit), out, reference_model=reference,
                              reward_model=scorer, config=config)
     rows = {}

@@ -77,19 +77,28 @@ def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp
-        os.chmod(tmp, _default_mode(folder=True))
-        if target.exists():
-            # Move the old folder aside first: os.replace cannot replace a non-empty folder.
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
-            os.replace(target, old / "x")
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-        _fsync_dir(target.parent)
+        swap_in_dir(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def swap_in_dir(tmp: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
+    """Rename the finished folder `tmp` to `target`, replacing an old `target` (which is only removed afterwards).
+
+    For folders several processes write into (a sharded model save) before the main process renames them."""
+    tmp, target = Path(tmp), Path(target)
+    os.chmod(tmp, _default_mode(folder=True))
+    if target.exists():
+        # Move the old folder aside first: os.replace cannot replace a non-empty folder.
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+        os.replace(target, old / "x")
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, target)
+    _fsync_dir(target.parent)
+    return target
 
 
 def write_jsonl(rows: Iterable[Any], target: str | os.PathLike[str]) -> Path:

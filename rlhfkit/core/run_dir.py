@@ -20,7 +20,8 @@ def prepare_run_dir(out: str | Path, resume: bool, config: dict[str, Any]) -> Pa
 
     state = PartialState()
     out = Path(out)
-    taken = out.exists() and any(out.iterdir())
+    # A folder holding only config.json is a start that failed before training (a bad model name, say): reusable.
+    taken = out.exists() and any(p.name != "config.json" for p in out.iterdir())
     state.wait_for_everyone()
     if taken and not resume:
         raise ValueError(f"{out} already holds a training run; pass resume to continue it or choose another "
