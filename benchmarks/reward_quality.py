@@ -152,9 +152,10 @@ def evaluate(test) -> None:
     o, b = ours.to_dict(), base.to_dict()
     baseline_meta = json.loads((WORK / "baseline" / "model" / "rlhfkit_reward.json").read_text())["extra"]
     result = {
-        "heldout_accuracy": o["accuracy"], "ci_low": o["ci_low"], "ci_high": o["ci_high"],
-        "baseline_trl_accuracy": b["accuracy"], "baseline_ci_low": b["ci_low"], "baseline_ci_high": b["ci_high"],
-        "ece": o["ece"], "baseline_ece": b["ece"], "n_heldout": o["counts"]["decisive"],
+        "heldout_accuracy": o["accuracy"], "ci_low": o["accuracy_ci"][0], "ci_high": o["accuracy_ci"][1],
+        "baseline_trl_accuracy": b["accuracy"], "baseline_ci_low": b["accuracy_ci"][0],
+        "baseline_ci_high": b["accuracy_ci"][1],
+        "ece": o["calibration"]["ece"], "baseline_ece": b["calibration"]["ece"], "n_heldout": o["counts"]["decisive"],
         "recipe": "RewardTrainingConfig() defaults: minilm-l6, max_length 256 (truncate, keep latest turns), "
                   "lr 3e-5, 2 epochs, batch 16, center_rewards_coefficient 0.01",
         "baseline": "plain TRL RewardTrainer, minilm-l6, max_length 512, 2 epochs, TRL defaults, eos_token=[SEP], "
