@@ -117,19 +117,26 @@ def win_rate(scorer: RewardScorer, prompts: Sequence[PromptItem], answers: dict[
 
 def paired_delta(before: Sequence[dict[str, Any]], after: Sequence[dict[str, Any]], level: str = "prompt_loose",
                  config: PolicyEvalConfig | None = None) -> dict[str, float]:
-    """after - before on the prompts both evaluated, with a paired bootstrap interval (per prompt differences)."""
+    """after - before on the prompts both evaluated, with a paired bootstrap interval over prompts.
+
+    The estimate is exactly the difference of the two pass rates at `level` on those prompts: prompt level weighs
+    every prompt alike, instruction level every instruction (a prompt's change counts once per instruction)."""
     config = config or PolicyEvalConfig()
     mode = level.split("_")[1]
-
-    def score(row: dict[str, Any]) -> float:
-        return float(row[mode] == row["n"]) if level.startswith("prompt") else row[mode] / row["n"]
-
-    first = {r["key"]: score(r) for r in before}
+    first = {r["key"]: r for r in before}
     common = [r for r in after if r["key"] in first]
     if not common:
         raise ValueError("the two evaluations share no prompt")
-    diffs = [score(r) - first[r["key"]] for r in common]
-    estimate = _estimate(diffs, [r["key"] for r in common], config)
+    values, groups = [], []
+    for row in common:
+        old = first[row["key"]]
+        if level.startswith("prompt"):
+            values.append(float(row[mode] == row["n"]) - float(old[mode] == old["n"]))
+            groups.append(row["key"])
+        else:  # one value per instruction: the prompt's change in passed instructions, spread over them
+            values += [(row[mode] - old[mode]) / row["n"]] * row["n"]
+            groups += [row["key"]] * row["n"]
+    estimate = _estimate(values, groups, config)
     return {"delta": estimate["value"], "ci_low": estimate["ci_low"], "ci_high": estimate["ci_high"],
             "n": len(common)}
 

@@ -24,6 +24,7 @@ import gzip
 import importlib.metadata
 import inspect
 import json
+import random
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -208,10 +209,16 @@ def verify_response(response: str, instruction_id_list: Sequence[str], kwargs: S
     from if_verifiable.common import evaluate_instructions
 
     text = prompt_text(prompt)
+    state = random.getstate()
+    # IFEval's checkers draw invalid parameters at random (two IFEval prompts give "#" and "!" as the letter to
+    # count, which the letter checker swaps for a random letter): a fixed seed keeps every run's verdict the same.
+    random.seed(0)
     try:
         raw, _ = evaluate_instructions(response, ids, cleaned, text, _registry())
     except (TypeError, ValueError, KeyError) as exc:  # a kwargs value of the wrong type, e.g. num_words="many"
         raise VerificationError(f"cannot check the instructions: {exc}", reason="bad instruction kwargs") from exc
+    finally:
+        random.setstate(state)
     if not raw:  # if-verifiable returns no results for an empty response: it follows no instruction
         results = [InstructionCheck(i, False, False) for i in ids]
     else:

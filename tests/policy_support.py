@@ -54,3 +54,26 @@ def torchrun_rlhfkit(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "rlhfkit", *args]
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def tiny_dspy_lm(max_tokens: int, seed: int = 0, name: str = "tiny"):
+    """A DSPy LM answered by a tiny random policy through rlhfkit's engine (real tokenizer and chat template)."""
+    import dspy
+
+    from rlhfkit.core.local_lm import TransformersEngine
+
+    model, tokenizer = tiny_causal_lm(hidden_size=32, num_layers=1, num_heads=2, seed=seed)
+    engine = TransformersEngine(name, max_new_tokens=max_tokens)
+    engine._loaded = (model, tokenizer)  # the engine's own load would resolve a name; the tiny model is in memory
+    return dspy.LM(f"local/{name}", engine=engine, cache=False, max_tokens=max_tokens)
+
+
+def tiny_reward_model(folder: Path, seed: int = 3, max_length: int = 128):
+    """A tiny (random) MiniLM-tokenizer reward model, saved and loaded back as users load one."""
+    from reward.meta import RewardMeta
+    from reward.model import RewardModel
+    from rlhfkit.core.tiny import tiny_encoder
+
+    model, tokenizer = tiny_encoder(seed=seed)
+    saved = RewardModel(model, tokenizer, RewardMeta(backbone="minilm-l6", max_length=max_length)).save(folder)
+    return RewardModel.load(saved)

@@ -8,11 +8,9 @@ import dspy
 import pytest
 
 from reward.dspy_metrics import InstructionFollowingMetric, RewardScore
-from reward.meta import RewardMeta
 from reward.model import RewardModel
-from rlhfkit.core.local_lm import TransformersEngine
 from rlhfkit.core.plain_adapter import PlainAdapter
-from rlhfkit.core.tiny import tiny_causal_lm, tiny_encoder
+from tests.policy_support import tiny_dspy_lm, tiny_reward_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -29,10 +27,7 @@ def example(fields: dict) -> dspy.Example:
 
 @pytest.fixture(scope="module")
 def scorer(tmp_path_factory) -> RewardModel:
-    model, tokenizer = tiny_encoder(seed=4)
-    folder = RewardModel(model, tokenizer, RewardMeta(backbone="minilm-l6", max_length=64)).save(
-        tmp_path_factory.mktemp("rm") / "rm")
-    return RewardModel.load(folder)
+    return tiny_reward_model(tmp_path_factory.mktemp("rm") / "rm", seed=4, max_length=64)
 
 
 def test_verifier_metric_scores_the_share_of_instructions_followed():
@@ -75,10 +70,7 @@ class Respond(dspy.Signature):
 
 
 def test_dspy_evaluate_runs_with_the_metric_on_a_local_model():
-    model, tokenizer = tiny_causal_lm(hidden_size=32, num_layers=1, num_heads=2)
-    engine = TransformersEngine("tiny", max_new_tokens=6)
-    engine._loaded = (model, tokenizer)
-    lm = dspy.LM("local/tiny", engine=engine, cache=False, max_tokens=6)
+    lm = tiny_dspy_lm(6)
     devset = [example(NO_COMMA), example(LOWER_AND_END)]
     with dspy.context(lm=lm, adapter=PlainAdapter()):
         result = dspy.Evaluate(devset=devset, metric=InstructionFollowingMetric(), num_threads=1,

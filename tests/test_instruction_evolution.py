@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import json
 
-import dspy
 import pytest
 
 from policy.generate import Answerer
 from policy.instructions.evolution import Candidate, EvolutionaryInstructionOptimizer, EvolutionConfig, sentences
 from policy.instructions.fitness import BudgetExhausted, FitnessEvaluator
 from policy.prompts import builtin_prompts
-from rlhfkit.core.local_lm import TransformersEngine
 from rlhfkit.core.plain_adapter import PlainAdapter
-from rlhfkit.core.tiny import tiny_causal_lm
-from tests.policy_support import tiny_policy
+from tests.policy_support import tiny_dspy_lm, tiny_policy
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 TASK = "Answer the request and follow every formatting instruction in it"
@@ -27,10 +24,7 @@ def answerer(tmp_path_factory) -> Answerer:
 
 @pytest.fixture(scope="module")
 def operator_lm():
-    model, tokenizer = tiny_causal_lm(hidden_size=32, num_layers=1, num_heads=2, seed=3)
-    engine = TransformersEngine("tiny", max_new_tokens=12)
-    engine._loaded = (model, tokenizer)
-    return dspy.LM("local/tiny-operators", engine=engine, cache=False, max_tokens=12)
+    return tiny_dspy_lm(12, seed=3, name="tiny-operators")
 
 
 def test_fitness_is_cached_and_counts_policy_calls(answerer):

@@ -14,7 +14,7 @@ from policy.instructions.templates import (
 )
 from rlhfkit.core.local_lm import TransformersEngine, local_lm
 from rlhfkit.core.plain_adapter import PlainAdapter
-from rlhfkit.core.tiny import tiny_causal_lm
+from tests.policy_support import tiny_dspy_lm
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -47,10 +47,7 @@ def test_an_lm_that_fails_falls_back_instead_of_crashing():
 
 
 def test_a_local_model_writes_a_usable_template():
-    model, tokenizer = tiny_causal_lm(hidden_size=32, num_layers=1, num_heads=2)
-    engine = TransformersEngine("tiny", max_new_tokens=24)
-    engine._loaded = (model, tokenizer)
-    lm = dspy.LM("local/tiny", engine=engine, cache=False, max_tokens=24)
+    lm = tiny_dspy_lm(24)
     template = InstructionTemplateGenerator(lm, PlainAdapter()).generate_template("name a fruit", "one_word")
     assert template.source in ("lm", "fallback") and template.text.endswith("{input}")
     assert FORMATS["one_word"] in template.text  # the format is stated whichever source wrote the rest

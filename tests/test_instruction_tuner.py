@@ -7,9 +7,8 @@ import pytest
 
 from policy.instructions.dspy_tuner import DSPyInstructionTuner
 from reward.dspy_metrics import InstructionFollowingMetric
-from rlhfkit.core.local_lm import TransformersEngine
 from rlhfkit.core.plain_adapter import PlainAdapter
-from rlhfkit.core.tiny import tiny_causal_lm
+from tests.policy_support import tiny_dspy_lm
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -30,10 +29,7 @@ def trainset() -> list[dspy.Example]:
 
 @pytest.fixture(scope="module")
 def lm():
-    model, tokenizer = tiny_causal_lm(hidden_size=32, num_layers=1, num_heads=2, seed=5)
-    engine = TransformersEngine("tiny", max_new_tokens=8)
-    engine._loaded = (model, tokenizer)
-    return dspy.LM("local/tiny-tuner", engine=engine, cache=False, max_tokens=8)
+    return tiny_dspy_lm(8, seed=5, name="tiny-tuner")
 
 
 def test_tuner_returns_the_best_scoring_instruction_applied_to_the_module(lm, tmp_path):

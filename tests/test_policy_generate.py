@@ -14,11 +14,10 @@ from policy.model import PolicyModelError, load_policy
 from policy.prompts import MAX_BUILTIN_PROMPTS, PromptItem, builtin_prompts, read_prompts, split_prompts
 from preference.errors import DataError
 from reward.ifeval import verify_response
-from reward.meta import RewardMeta
 from reward.model import RewardModel
-from rlhfkit.core.tiny import save_tiny, tiny_causal_lm, tiny_encoder
+from rlhfkit.core.tiny import save_tiny, tiny_causal_lm
 from tests.conftest import IFEVAL_PATH, needs
-from tests.policy_support import tiny_policy
+from tests.policy_support import tiny_policy, tiny_reward_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -30,10 +29,7 @@ def policy_dir(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def scorer(tmp_path_factory) -> RewardModel:
-    model, tokenizer = tiny_encoder(seed=3)
-    folder = RewardModel(model, tokenizer, RewardMeta(backbone="minilm-l6", max_length=128)).save(
-        tmp_path_factory.mktemp("rm") / "rm")
-    return RewardModel.load(folder)
+    return tiny_reward_model(tmp_path_factory.mktemp("rm") / "rm")
 
 
 # -- prompts --------------------------------------------------------------------------------------------------------
@@ -205,3 +201,18 @@ def test_evaluate_policy_against_a_reference(policy_dir, scorer, tmp_path):
     assert again["verifier"] == report["verifier"]  # cached answers reused
     with pytest.raises(ValueError, match="another model"):  # never another model's answers
         evaluate_policy(other, prompts, tmp_path / "eval", config=PolicyEvalConfig(max_new_tokens=6))
+
+
+def test_verification_never_depends_on_the_global_random_state():
+    """IFEval's letter checker swaps an invalid letter ("!", as in two IFEval prompts) for a random one."""
+    import random
+
+    verdicts = set()
+    for seed in range(6):
+        random.seed(seed)
+        before = random.getstate()
+        score, _ = verify_response("Wow!!! Great!!!", ["keywords:letter_frequency"],
+                                   [{"letter": "!", "let_frequency": 3, "let_relation": "at least"}])
+        assert random.getstate() == before  # the caller's random stream is left alone
+        verdicts.add(score)
+    assert len(verdicts) == 1
