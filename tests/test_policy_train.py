@@ -15,7 +15,7 @@ from policy.rl import RLTrainingConfig, train_rl
 from policy.sft import SFTTrainingConfig, train_sft
 from preference.errors import DataError
 from preference.schema import Label, PreferenceRecord, Strength
-from tests.policy_support import BAD, GOOD, answer_logprob, easy_preferences, tiny_policy
+from tests.policy_support import BAD, GOOD, answer_logprob, easy_preferences, tiny_policy, tiny_reward_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -152,13 +152,17 @@ def test_online_rl_with_verifier_and_callable_rewards(base, tmp_path, algo):
         return [float(c[0]["content"] == c[0]["content"].lower()) for c in completions]
 
     out = tmp_path / algo
+    # A reward model on MiniLM's tokenizer scoring a SmolLM2-tokenizer policy: it encodes the text itself.
+    rm_folder = tmp_path / "rm"
+    tiny_reward_model(rm_folder)
     config = RLTrainingConfig(model=base, output_dir=str(out), algo=algo, max_steps=3, num_generations=4,
                               per_device_train_batch_size=4, max_completion_length=8, verifier="loose",
+                              reward_models=[str(rm_folder)], reward_weights=[0.5, 1.0, 1.0],
                               learning_rate=1e-2, logging_steps=1, save_steps=100)
     summary = train_rl(builtin_prompts(6), config, extra_rewards=[lowercase])
     history = json.loads((out / "train_log.json").read_text())
     logged = {key for entry in history for key in entry}
-    assert {"reward", "kl", "rewards/ifeval/mean", "rewards/lowercase/mean"} <= logged
+    assert {"reward", "kl", "rewards/ifeval/mean", "rewards/lowercase/mean", "rewards/reward_model_0/mean"} <= logged
     assert (out / "curves.png").stat().st_size > 0
     from safetensors.torch import load_file
 
