@@ -33,8 +33,9 @@ from policy.training import (
     train_and_save,
     trl_common_args,
 )
-from preference.export import ExportPolicy, to_pairs
+from preference.export import ExportPolicy, trainable_pairs
 from preference.schema import PreferenceRecord
+from rlhfkit.core.checks import require
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +87,7 @@ class DPOTrainingConfig(PolicyTrainingConfig):
             (self.ties in ("drop", "margin0"), "ties must be 'drop' or 'margin0'"),
             (self.both_bad in ("drop", "tie"), "both_bad must be 'drop' or 'tie'"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(f"DPOTrainingConfig: {message}")
+        require(checks, "DPOTrainingConfig")
 
 
 class WeightedDPOTrainer(DPOTrainer):
@@ -109,20 +108,13 @@ class WeightedDPOTrainer(DPOTrainer):
 def dpo_rows(records: Iterable[PreferenceRecord], config: DPOTrainingConfig
              ) -> tuple[list[dict[str, Any]], list[float], dict[str, Any]]:
     """(conversational prompt/chosen/rejected rows, their sample weights, the export report)."""
-    records = list(records)
-    if not records:
-        raise ValueError("no preference judgments to train on (the dataset is empty)")
     policy = ExportPolicy(ties=config.ties, both_bad=config.both_bad, aggregate=config.aggregate,
                           min_agreement=config.min_agreement)
-    pairs, report = to_pairs(records, policy)
-    if not (report.kept.get("a") or report.kept.get("b")):
-        raise ValueError(f"no pair with a preferred answer to train on (kept {dict(report.kept)}, dropped "
-                         f"{dict(report.dropped)}); DPO needs pairs where one answer is better")
+    pairs, report = trainable_pairs(records, policy, "DPO")
     rows, weights = [], []
     for pair in pairs:
-        prompt = pair["prompt"] if isinstance(pair["prompt"], list) else pair["prompt"]
         rows.append({
-            "prompt": messages_of(prompt, config.system_prompt),
+            "prompt": messages_of(pair["prompt"], config.system_prompt),
             "chosen": _assistant(pair["chosen"]),
             "rejected": _assistant(pair["rejected"]),
         })

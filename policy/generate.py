@@ -29,6 +29,7 @@ import torch
 
 from policy.model import load_policy, messages_of
 from policy.prompts import PromptItem
+from rlhfkit.core.checks import require
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +70,7 @@ class GenerationConfig:
             (not (self.temperature == 0 and self.num_candidates > 1),
              "temperature 0 (greedy) gives K identical candidates; use num_candidates 1 or a positive temperature"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(f"GenerationConfig: {message}")
+        require(checks, "GenerationConfig")
 
 
 @dataclasses.dataclass

@@ -49,6 +49,7 @@ from policy.prompts import PromptItem
 from policy.rewards import RewardSources, check_reward_sources, reward_functions, verifier_columns
 from policy.training import PolicyTrainingConfig, peft_config, plot_curves, prepare_output, use_bf16
 from rlhfkit.core.atomic import atomic_dir, atomic_write_text
+from rlhfkit.core.checks import require
 from rlhfkit.core.errors import TrainingDiverged
 from rlhfkit.core.registry import resolve_model
 
@@ -112,9 +113,7 @@ class PPOTrainingConfig(PolicyTrainingConfig, RewardSources):
             (self.kl_coef >= 0, "kl_coef must be 0 or positive"),
             (self.kl_target > 0 and self.kl_horizon >= 1, "kl_target and kl_horizon must be positive"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(f"PPOTrainingConfig: {message}")
+        require(checks, "PPOTrainingConfig")
 
 
 @dataclasses.dataclass

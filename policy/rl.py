@@ -28,6 +28,7 @@ from policy.training import (
     train_and_save,
     trl_common_args,
 )
+from rlhfkit.core.checks import require
 
 ALGOS = ("grpo", "rloo")
 
@@ -67,9 +68,7 @@ class RLTrainingConfig(PolicyTrainingConfig, RewardSources):
             (self.temperature > 0, "temperature must be positive (rollouts are sampled)"),
             (self.beta >= 0, "beta must be 0 or positive"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(f"RLTrainingConfig: {message}")
+        require(checks, "RLTrainingConfig")
 
 
 def rl_dataset(prompts: Sequence[PromptItem], system_prompt: str | None) -> Dataset:

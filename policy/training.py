@@ -20,6 +20,7 @@ import torch
 
 from reward.train import StopOnNonFiniteLoss
 from rlhfkit.core.atomic import atomic_path, atomic_write_text, swap_in_dir
+from rlhfkit.core.checks import require
 from rlhfkit.core.run_dir import last_complete_checkpoint, prepare_run_dir
 
 log = logging.getLogger(__name__)
@@ -79,9 +80,7 @@ class PolicyTrainingConfig:
             (self.lora_r >= 1, "lora_r must be at least 1"),
             (self.save_steps >= 1 and self.logging_steps >= 1, "save_steps and logging_steps must be at least 1"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(f"{type(self).__name__}: {message}")
+        require(checks, type(self).__name__)
 
 
 def use_bf16(config: PolicyTrainingConfig) -> bool:

@@ -138,6 +138,24 @@ def to_pairs(records: Iterable[PreferenceRecord], policy: ExportPolicy | None = 
     return rows, report
 
 
+def trainable_pairs(records: Iterable[PreferenceRecord], policy: ExportPolicy, learner: str
+                    ) -> tuple[list[dict[str, Any]], ExportReport]:
+    """`to_pairs` for a trainer that learns from preferences (`learner` names it in messages): ValueError when the
+    data is empty, when the policies leave nothing, or when only ties are left (nothing to rank)."""
+    records = list(records)
+    if not records:
+        raise ValueError("no preference judgments to train on (the dataset is empty)")
+    pairs, report = to_pairs(records, policy)
+    if not pairs:
+        raise ValueError(f"no trainable pair: after aggregation and the tie/both-bad policies nothing is left "
+                         f"(kept {dict(report.kept)}, dropped {dict(report.dropped)}); {learner} needs pairs "
+                         "where one response is preferred")
+    if not (report.kept.get("a") or report.kept.get("b")):
+        raise ValueError(f"only ties to train on: every kept pair says 'equally good', so there is nothing to rank; "
+                         f"{learner} needs pairs where one response is preferred")
+    return pairs, report
+
+
 def to_kto(records: Iterable[PreferenceRecord], policy: ExportPolicy | None = None
            ) -> tuple[list[dict[str, Any]], ExportReport]:
     """Rows for TRL's KTOTrainer: prompt, completion, label (True = desirable)."""

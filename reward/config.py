@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
+from rlhfkit.core.checks import require
+
 
 @dataclasses.dataclass
 class RewardTrainingConfig:
@@ -86,6 +88,4 @@ class RewardTrainingConfig:
              "unanimous, weighted or none"),
             (self.save_steps >= 1 and self.logging_steps >= 1, "save_steps and logging_steps must be at least 1"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(f"RewardTrainingConfig: {message}")
+        require(checks, "RewardTrainingConfig")

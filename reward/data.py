@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from preference.export import ExportPolicy, ExportReport, to_pairs
+from preference.export import ExportPolicy, ExportReport, trainable_pairs
 from preference.schema import PreferenceRecord
 from reward.config import RewardTrainingConfig
 from reward.text import encode
@@ -37,18 +37,9 @@ def _text(value: Any) -> str:
 
 def prepare(records: Iterable[PreferenceRecord], tokenizer: Any, config: RewardTrainingConfig) -> PreparedData:
     """Aggregate, apply the policies and encode. Raises ValueError when nothing is left to learn from."""
-    records = list(records)
-    if not records:
-        raise ValueError("no preference judgments to train on (the dataset is empty)")
     policy = ExportPolicy(ties=config.ties, both_bad=config.both_bad, aggregate=config.aggregate,
                           min_agreement=config.min_agreement)
-    pairs, report = to_pairs(records, policy)
-    if not pairs:
-        raise ValueError(f"no trainable pair: after aggregation and the tie/both-bad policies nothing is left "
-                         f"(kept {dict(report.kept)}, dropped {dict(report.dropped)}); a reward model needs pairs "
-                         "where one response is preferred")
-    if not (report.kept.get("a") or report.kept.get("b")):
-        raise ValueError("only ties to train on: every kept pair says 'equally good', so there is nothing to rank")
+    pairs, report = trainable_pairs(records, policy, "a reward model")
     truncated: Counter[str] = Counter()
     rows = []
     for pair in pairs:

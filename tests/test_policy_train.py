@@ -91,7 +91,7 @@ def test_dpo_refuses_empty_and_tie_only_data(base, tmp_path):
         train_dpo([], config)
     ties = [PreferenceRecord(prompt="p", response_a="a", response_b="b", label=Label.TIE, annotator="r",
                              source="t")]
-    with pytest.raises(ValueError, match="no pair with a preferred answer"):
+    with pytest.raises(ValueError, match="only ties to train on.*DPO needs pairs where one response is preferred"):
         train_dpo(ties, DPOTrainingConfig(model=base, output_dir=str(tmp_path / "y"), ties="margin0"))
     with pytest.raises(ValueError, match="loss_type.*unknown: nope"):
         DPOTrainingConfig(loss_type=["nope"]).validate()

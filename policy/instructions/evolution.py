@@ -41,6 +41,7 @@ from policy.instructions.templates import (
 )
 from policy.prompts import PromptItem, split_prompts
 from rlhfkit.core.atomic import atomic_write_text
+from rlhfkit.core.checks import require
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +75,7 @@ class EvolutionConfig:
             (0 <= self.crossover_rate <= 1 and 0 <= self.llm_rate <= 1, "rates must be in [0, 1]"),
             (0 < self.held_out < 1, "held_out must be a share between 0 and 1"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(f"EvolutionConfig: {message}")
+        require(checks, "EvolutionConfig")
 
 
 @dataclasses.dataclass
