@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from rlhfkit.core.local_lm import load_causal_lm
 from rlhfkit.core.registry import resolve_model
 
 
@@ -56,15 +57,8 @@ def load_weights(model: str, dtype: torch.dtype | str = torch.float32) -> Any:
     """The causal LM behind `model`, on the CPU, ready to train or serve: a LoRA adapter folder (what a LoRA run
     saves) loads its base with the adapter merged in, so a new run trains on top of it instead of stacking a
     second adapter that the reference (adapters off) would not see."""
-    from transformers import AutoModelForCausalLM
-
-    path = resolve_model(model)
-    if (Path(path) / "adapter_config.json").is_file():
-        from peft import AutoPeftModelForCausalLM
-
-        return AutoPeftModelForCausalLM.from_pretrained(path, dtype=dtype).merge_and_unload()
     try:
-        return AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        return load_causal_lm(resolve_model(model), dtype)
     except ValueError as exc:  # "Unrecognized configuration class ... for AutoModelForCausalLM"
         raise PolicyModelError(f"{model}: not a causal language model, so it cannot generate: {exc}") from exc
 

@@ -60,6 +60,25 @@ def load_credentials(path: Path | None = None, create: bool = True) -> Credentia
     return credentials
 
 
+def server_file() -> Path:
+    """Where `rlhfkit annotate serve` records the running server's URL and pid."""
+    return label_studio_dir() / "server.json"
+
+
+def connect_running() -> LabelStudioClient | None:
+    """A client for the server named by LABEL_STUDIO_URL + LABEL_STUDIO_API_KEY, else for the one `rlhfkit annotate
+    serve` started (if it still answers), else None."""
+    from annotation.labelstudio.client import KEY_ENV, URL_ENV
+
+    if os.environ.get(URL_ENV) or os.environ.get(KEY_ENV):
+        return LabelStudioClient.from_env()
+    if not server_file().exists():
+        return None
+    client = LabelStudioClient(json.loads(server_file().read_text())["url"], load_credentials(create=False).token,
+                               retries=1)
+    return client if client.health() else None
+
+
 def port_is_free(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         # Like the server itself: connections of a just-stopped server (TIME_WAIT) do not block the port, a

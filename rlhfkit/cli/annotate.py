@@ -4,7 +4,6 @@ and machine annotators (`label`, `select`)."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ from rich.table import Table
 
 from annotation.labelstudio.accounts import invite as invite_user
 from annotation.labelstudio.client import KEY_ENV, URL_ENV, LabelStudioClient, LabelStudioError
-from annotation.labelstudio.server import LocalServer, load_credentials
+from annotation.labelstudio.server import LocalServer, connect_running, server_file
 from annotation.labelstudio.sync import ensure_project, open_project, pull as pull_project, push as push_pairs, status
 from preference.errors import DataError
 from preference.pairs import Pair, pairs_from_records, read_pairs
@@ -33,22 +32,16 @@ DEFAULT_PROJECT = "rlhfkit preferences"
 ProjectOpt = Annotated[str, typer.Option("--project", "-p", help="Project title or id.")]
 
 
-def _server_file() -> Path:
-    return label_studio_dir() / "server.json"
-
-
 def connect() -> LabelStudioClient:
     """LABEL_STUDIO_URL + LABEL_STUDIO_API_KEY if set, else the local server started by `rlhfkit annotate serve`."""
     try:
-        if os.environ.get(URL_ENV) or os.environ.get(KEY_ENV):
-            return LabelStudioClient.from_env()
-        if not _server_file().exists():
-            raise LabelStudioError(f"no Label Studio server: start one with `rlhfkit annotate serve`, or set {URL_ENV} "
-                                   f"and {KEY_ENV} for an existing one")
-        url = json.loads(_server_file().read_text())["url"]
-        return LabelStudioClient(url, load_credentials(create=False).token)
+        client = connect_running()
     except LabelStudioError as exc:
         fail(str(exc))
+    if client is None:
+        fail(f"no Label Studio server: start one with `rlhfkit annotate serve`, or set {URL_ENV} and {KEY_ENV} for "
+             "an existing one")
+    return client
 
 
 @app.command()
@@ -68,7 +61,7 @@ def serve(
             server.start()
         except LabelStudioError as exc:
             fail(str(exc))
-    atomic_write_text(_server_file(), json.dumps({"url": server.url, "pid": server.process.pid}))
+    atomic_write_text(server_file(), json.dumps({"url": server.url, "pid": server.process.pid}))
     credentials = server.credentials
     console.print(summary_table("Label Studio is running", {
         "URL": server.url, "admin login": credentials.email, "admin password": credentials.password,
@@ -89,7 +82,7 @@ def serve(
         console.print("stopping Label Studio ...")
     finally:
         server.stop()
-        _server_file().unlink(missing_ok=True)
+        server_file().unlink(missing_ok=True)
 
 
 def _load_pairs(pairs_file: Path | None, store: Path | None) -> list[Pair]:

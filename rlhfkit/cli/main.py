@@ -9,6 +9,8 @@ from typing import Annotated
 import click
 import typer
 from rich.logging import RichHandler
+from rich.markup import escape
+from rich.table import Table
 from typer.core import TyperGroup
 
 from annotation.labelstudio.client import LabelStudioError
@@ -64,17 +66,55 @@ def version() -> None:
 
 @app.command()
 def run(
-    workdir: Annotated[Path, typer.Option(help="Folder for every stage's outputs; a rerun resumes.")] = Path(
-        "runs/quickstart"),
-    prompts: Annotated[int, typer.Option(help="Number of generated prompts (1-120).")] = 60,
-    seed: Annotated[int, typer.Option(help="Seed of the generated sample and the split.")] = 0,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config (see --show-config); default: "
+                                                "the quick start on the bundled models.")] = None,
+    workdir: Annotated[Path | None, typer.Option(help="Work folder (overrides the config's workdir); a rerun "
+                                                 "resumes there.")] = None,
+    from_stage: Annotated[str | None, typer.Option("--from", help="Rerun from this stage on: prompts, generate, "
+                                                   "label, reward, policy, evaluate, dspy, instructions, "
+                                                   "report.")] = None,
+    annotator: Annotated[str | None, typer.Option(help="Who labels (overrides label.annotator): verifier, "
+                                                  "labelstudio, reward, judge or file.")] = None,
     restart: Annotated[bool, typer.Option(help="Delete the work folder's earlier run and start over.")] = False,
+    show_config: Annotated[bool, typer.Option(help="Print the default config, every field documented, and "
+                                              "exit.")] = False,
 ) -> None:
-    """Run the main job on the embedded defaults (today: the preference data path and the bundled models)."""
-    from rlhfkit.pipeline.quickstart import run_quickstart
+    """The main job: prompts -> candidates -> labels -> reward model -> policy update -> DSPy scores -> instruction
+    search -> report (HTML + metrics.json). A rerun skips finished stages and resumes an interrupted one."""
+    from rlhfkit.pipeline.config import ConfigError, default_yaml, load_config
+    from rlhfkit.pipeline.runner import run_pipeline
+    from rlhfkit.pipeline.stages import LabelingPending
 
+    if show_config:
+        console.print(default_yaml(), markup=False, highlight=False, soft_wrap=True)
+        return
+    overrides = {key: value for key, value in (("workdir", str(workdir) if workdir else None),
+                                               ("label.annotator", annotator)) if value is not None}
     try:
-        summary = run_quickstart(workdir, n_prompts=prompts, seed=seed, restart=restart)
-    except (OSError, ValueError) as exc:
+        settings = load_config(config, overrides)
+    except ConfigError as exc:
         fail(str(exc))
-    console.print(summary)
+    try:
+        manifest = run_pipeline(settings, base=config.parent if config else None, from_stage=from_stage,
+                                restart=restart, console=console)
+    except LabelingPending as exc:
+        err_console.print(f"[yellow]labeling continues:[/] {exc}", soft_wrap=True)
+        raise typer.Exit(3) from None
+    work = Path(settings.workdir)
+    table = Table(title=f"rlhfkit run: {work}")
+    for column in ("stage", "seconds", "headline"):
+        table.add_column(column, overflow="fold")
+    for name, entry in manifest["stages"].items():
+        table.add_row(name, f"{entry['seconds']:.1f}", escape(_headline(entry["result"])))
+    table.caption = f"report: {work / 'report.html'}  ·  metrics: {work / 'metrics.json'}"
+    console.print(table)
+
+
+def _headline(result: dict) -> str:
+    parts = []
+    for key, value in result.items():
+        if isinstance(value, (dict, list)) or value is None:
+            continue
+        parts.append(f"{key}={value:.3f}" if isinstance(value, float) else f"{key}={value}")
+    text = ", ".join(parts)
+    return text if len(text) <= 160 else text[:157] + "..."

@@ -18,6 +18,20 @@ from rlhfkit.core.registry import resolve_model
 DEFAULT_MAX_NEW_TOKENS = 256
 
 
+def load_causal_lm(path: str, dtype: Any = "auto") -> Any:
+    """The causal LM in folder (or cached HF id) `path`; a LoRA adapter folder (what a LoRA run saves) loads its
+    base with the adapter merged in, so it serves as fast as the base and trains on top of it."""
+    from pathlib import Path
+
+    if (Path(path) / "adapter_config.json").is_file():
+        from peft import AutoPeftModelForCausalLM
+
+        return AutoPeftModelForCausalLM.from_pretrained(path, dtype=dtype).merge_and_unload()
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+
+
 class TransformersEngine:
     """A DSPy engine (complete / stream / close) over a local causal LM, loaded on first use."""
 
@@ -33,14 +47,14 @@ class TransformersEngine:
 
     def load(self) -> tuple[Any, Any]:
         if self._loaded is None:
-            from transformers import AutoModelForCausalLM, AutoTokenizer
+            from transformers import AutoTokenizer
 
             path = resolve_model(self.model_name)
             tokenizer = AutoTokenizer.from_pretrained(path)
             if tokenizer.chat_template is None:
                 raise ValueError(f"{self.model_name}: the tokenizer has no chat template; DSPy's chat messages need "
                                  "one (use an instruct model)")
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=self.dtype or "auto").to(self.device).eval()
+            model = load_causal_lm(path, self.dtype or "auto").to(self.device).eval()
             self._loaded = (model, tokenizer)
         return self._loaded
 

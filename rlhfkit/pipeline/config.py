@@ -1,0 +1,256 @@
+"""`PipelineConfig`: everything `rlhfkit run` does, as one YAML file. Every field is documented where it is defined.
+
+The defaults are the quick start (`make run`): the bundled SmolLM2-135M-Instruct as the policy, rlhfkit's own
+verifiable prompts, the IFEval verifier as annotator, a MiniLM reward model, one DPO round, DSPy scoring and a short
+instruction search, sized to finish in about ten minutes on a 2-core CPU.
+
+`load_config(path)` validates the whole file before any work starts (pydantic, unknown keys refused) and names the
+file, line and field of each problem. `default_yaml()` writes the defaults with their documentation as comments
+(`rlhfkit run --show-config`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class Section(BaseModel):
+    # Unknown keys are errors: a typo must not silently fall back to a default. Lax types on purpose: YAML reads
+    # 1e-4 as a string (it wants 1.0e-4), which pydantic turns into the float a user meant.
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class PolicySection(Section):
+    model: str = Field("smollm2-135m-instruct", description="The policy to improve: a bundled name, a local folder "
+                       "(a LoRA adapter folder loads merged) or a Hugging Face id in the local cache.")
+    system_prompt: str | None = Field(None, description="A system instruction used for every answer, in "
+                                      "generation, training and evaluation alike.")
+
+
+class PromptsSection(Section):
+    source: str = Field("builtin", description="'builtin' (rlhfkit's own instruction-following prompts: tasks x "
+                        "verifiable constraints) or a prompts file (JSONL: prompt, optional instruction_id_list + "
+                        "kwargs as in IFEval).")
+    train: int = Field(40, ge=2, description="Prompts the policy answers to make training pairs.")
+    heldout: int = Field(32, ge=2, description="Prompts kept apart (grouped by prompt) to evaluate the policy "
+                         "before and after the update.")
+
+
+class GenerateSection(Section):
+    candidates: int = Field(4, ge=2, description="Answers sampled per training prompt; every two distinct answers "
+                            "make a pair to label.")
+    max_new_tokens: int = Field(96, ge=8, description="Answer length limit in tokens.")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature (diverse answers make informative "
+                                "pairs).")
+    batch_size: int = Field(8, ge=1, description="Prompts per generation batch.")
+
+
+class LabelStudioSection(Section):
+    project: str = Field("rlhfkit run", description="Project title (created if missing).")
+    overlap: int = Field(1, ge=1, description="Annotators per pair.")
+    wait: bool = Field(True, description="Wait, with a live progress bar, until every pair is labeled; false: "
+                       "push, pull what is there and stop (rerun `rlhfkit run` later to continue).")
+    timeout_s: float | None = Field(None, gt=0, description="Stop waiting after this many seconds (the labels so "
+                                    "far are kept; rerun to continue); null: wait until done.")
+    poll_s: float = Field(5.0, gt=0, description="Seconds between progress checks.")
+    port: int = Field(8080, ge=1, le=65535, description="Port of the local server started when LABEL_STUDIO_URL "
+                      "is not set.")
+
+
+class LabelSection(Section):
+    annotator: Literal["verifier", "labelstudio", "reward", "judge", "file"] = Field(
+        "verifier", description="Who labels the pairs: 'verifier' (IFEval checks), 'labelstudio' (people, in a "
+        "Label Studio server), 'reward' (a trained reward model: reward_model), 'judge' (an LLM judge: judge_lm) or "
+        "'file' (an existing preference file: file).")
+    mode: Literal["strict", "loose"] = Field("loose", description="Verifier mode: 'loose' also accepts an answer "
+                                             "without its first/last line or markdown asterisks.")
+    file: str | None = Field(None, description="Preference file for annotator 'file' (any format `rlhfkit data "
+                             "import` reads).")
+    reward_model: str | None = Field(None, description="Reward model folder for annotator 'reward'.")
+    judge_lm: str = Field("smollm2-135m-instruct", description="LM for annotator 'judge': a bundled name, "
+                          "local:PATH or a LiteLLM model string (its API key from the environment).")
+    labelstudio: LabelStudioSection = Field(default_factory=LabelStudioSection,
+                                            description="Settings for annotator 'labelstudio'.")
+
+    @model_validator(mode="after")
+    def _needs(self) -> LabelSection:
+        if self.annotator == "file" and not self.file:
+            raise ValueError("annotator 'file' needs label.file (a preference file)")
+        if self.annotator == "reward" and not self.reward_model:
+            raise ValueError("annotator 'reward' needs label.reward_model (a reward model folder)")
+        return self
+
+
+class RewardSection(Section):
+    model: str = Field("minilm-l6", description="Reward-model backbone: a bundled name, folder or cached HF id.")
+    epochs: float = Field(3.0, gt=0, description="Training epochs.")
+    learning_rate: float = Field(1e-4, gt=0, description="Peak learning rate.")
+    batch_size: int = Field(8, ge=1, description="Pairs per step.")
+    max_length: int = Field(256, ge=64, description="Token limit per (prompt, answer); longer ones are truncated, "
+                            "never dropped.")
+    heldout: float = Field(0.2, gt=0, lt=1, description="Share of labeled prompts kept to evaluate the reward "
+                           "model (accuracy, calibration).")
+
+
+class UpdateSection(Section):
+    method: Literal["dpo", "grpo", "rloo", "ppo"] = Field("dpo", description="How the policy learns: 'dpo' from "
+                                                          "the labeled pairs; 'grpo', 'rloo' or 'ppo' online, "
+                                                          "rewarded by the reward model (and the verifier).")
+    learning_rate: float = Field(5e-5, gt=0, description="Peak learning rate (LoRA).")
+    epochs: float = Field(1.0, gt=0, description="Epochs over the pairs (DPO) or the training prompts (GRPO/RLOO).")
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimiser steps (PPO: updates); "
+                                  "null: by epochs (PPO: one update per batch of prompts).")
+    batch_size: int = Field(4, ge=1, description="Pairs (DPO) or prompts (GRPO/RLOO/PPO) per step.")
+    beta: float = Field(0.1, ge=0, description="KL strength against the starting policy.")
+    max_length: int = Field(384, ge=32, description="DPO: token limit of prompt plus answer.")
+    verifier_reward: bool = Field(True, description="GRPO/RLOO/PPO: add the IFEval verifier's pass share to the "
+                                  "reward model's reward.")
+    lora: bool = Field(True, description="Train LoRA adapters (saved as an adapter folder) instead of all weights.")
+
+
+class EvaluateSection(Section):
+    max_new_tokens: int = Field(128, ge=8, description="Answer length limit (greedy) on held-out prompts.")
+    batch_size: int = Field(8, ge=1, description="Prompts per generation batch.")
+    n_bootstrap: int = Field(2000, ge=0, description="Bootstrap resamples for the confidence intervals.")
+    examples: int = Field(4, ge=0, description="Held-out answers shown before and after in the report.")
+
+
+class DSPySection(Section):
+    prompts: int = Field(12, ge=1, description="Held-out prompts the updated policy answers through a DSPy "
+                         "program, scored by `dspy.Evaluate` with the reward model + verifier metric.")
+    max_new_tokens: int = Field(96, ge=8, description="Answer length limit in the DSPy program.")
+
+
+class InstructionsSection(Section):
+    enabled: bool = Field(True, description="Search for a better system instruction for the updated policy.")
+    task: str = Field("Answer the request and follow every instruction in it about format, length and wording",
+                      description="What the instruction is for (the starting instruction and the LM's brief).")
+    prompts: int = Field(16, ge=2, description="Training prompts the search scores instructions on (30% kept to "
+                         "confirm the winner).")
+    budget: int = Field(96, ge=10, description="Policy calls (answers generated) the search may spend.")
+    population: int = Field(4, ge=2, description="Instructions per generation.")
+    generations: int = Field(2, ge=0, description="Generations after the first.")
+    lm: str = Field("smollm2-135m-instruct", description="LM that writes and rewrites instructions: a bundled name, "
+                    "local:PATH, a LiteLLM model string, or 'none' (structural operators only).")
+    max_new_tokens: int = Field(96, ge=8, description="Answer length limit when scoring an instruction.")
+    reward_weight: float = Field(0.5, ge=0, description="Weight of the reward model against the verifier (1) in "
+                                 "the instruction score.")
+
+
+class PipelineConfig(Section):
+    workdir: str = Field("runs/main", description="Folder for every stage's outputs, the manifest and the report; "
+                         "a rerun resumes there.")
+    seed: int = Field(0, description="Seed of the prompt sample, the splits, sampling and training.")
+    policy: PolicySection = Field(default_factory=PolicySection, description="The policy being improved.")
+    prompts: PromptsSection = Field(default_factory=PromptsSection, description="Where prompts come from.")
+    generate: GenerateSection = Field(default_factory=GenerateSection, description="Candidate answers to label.")
+    label: LabelSection = Field(default_factory=LabelSection, description="Who labels the pairs.")
+    reward: RewardSection = Field(default_factory=RewardSection, description="The reward model.")
+    update: UpdateSection = Field(default_factory=UpdateSection, description="The policy update.")
+    evaluate: EvaluateSection = Field(default_factory=EvaluateSection, description="Policy before and after.")
+    dspy: DSPySection = Field(default_factory=DSPySection, description="Scoring the policy with DSPy modules.")
+    instructions: InstructionsSection = Field(default_factory=InstructionsSection,
+                                              description="The instruction search.")
+
+    def check_paths(self, base: Path) -> list[str]:
+        """Problems with files the config names (checked before any work starts)."""
+        problems = []
+        named = [("prompts.source", self.prompts.source if self.prompts.source != "builtin" else None),
+                 ("label.file", self.label.file if self.label.annotator == "file" else None),
+                 ("label.reward_model", self.label.reward_model if self.label.annotator == "reward" else None)]
+        for field, value in named:
+            if value is not None and not (base / value).expanduser().exists():
+                problems.append(f"{field}: {value} does not exist")
+        return problems
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message names the file, line and field of every problem."""
+
+
+def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """Line (1-based) of the YAML node at `loc` (the deepest one that exists)."""
+    node, line = root, (root.start_mark.line + 1 if root is not None else None)
+    for key in loc:
+        if not isinstance(node, yaml.MappingNode):
+            break
+        for key_node, value_node in node.value:
+            if key_node.value == key:
+                node, line = value_node, key_node.start_mark.line + 1
+                break
+        else:
+            break
+    return line
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> PipelineConfig:
+    """The validated config from `path` (None: the defaults), with `overrides` ({"label.annotator": "reward"})."""
+    data: dict[str, Any] = {}
+    root = None
+    where = "defaults"
+    if path is not None:
+        path = Path(path)
+        where = str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        try:
+            root = yaml.compose(text)
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}:1: the config must be a mapping of sections (workdir, prompts, label, ...)")
+    for dotted, value in (overrides or {}).items():
+        section = data
+        *parents, last = dotted.split(".")
+        for name in parents:
+            section = section.setdefault(name, {})
+        section[last] = value
+    try:
+        config = PipelineConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            loc = tuple(error["loc"])
+            field = ".".join(str(part) for part in loc) or "(top level)"
+            line = _line_of(root, loc)
+            place = f"{where}:{line}" if line else where
+            message = error["msg"].removeprefix("Value error, ")
+            if error["type"] == "extra_forbidden":
+                parent = PipelineConfig
+                for part in loc[:-1]:
+                    parent = getattr(parent.model_fields.get(str(part)), "annotation", None) or parent
+                known = ", ".join(getattr(parent, "model_fields", {})) or "none"
+                message = f"unknown key (known here: {known})"
+            lines.append(f"{place}: {field}: {message}")
+        raise ConfigError("invalid config:\n  " + "\n  ".join(lines)) from None
+    base = Path(path).parent if path is not None else Path.cwd()
+    problems = config.check_paths(base)
+    if problems:
+        raise ConfigError(f"{where}: " + "; ".join(problems))
+    return config
+
+
+def default_yaml(model: type[BaseModel] = PipelineConfig, indent: int = 0) -> str:
+    """The default config as YAML, each field preceded by its documentation."""
+    import textwrap
+
+    out: list[str] = []
+    pad = " " * indent
+    instance = model()
+    for name, field in model.model_fields.items():
+        for line in textwrap.wrap(field.description or "", 110 - indent):
+            out.append(f"{pad}# {line}")
+        value = getattr(instance, name)
+        if isinstance(value, BaseModel):
+            out.append(f"{pad}{name}:")
+            out.append(default_yaml(type(value), indent + 2))
+        else:
+            out.append(f"{pad}{yaml.safe_dump({name: value}, default_flow_style=True, width=1000).strip()[1:-1]}")
+    return "\n".join(out)

@@ -1,0 +1,77 @@
+"""The pipeline's label stage with people: pairs go to a Label Studio project, the run waits (a live progress bar)
+while annotators label, and the judgments come back into the run's preference store.
+
+The server is the one LABEL_STUDIO_URL + LABEL_STUDIO_API_KEY name, else the one `rlhfkit annotate serve` started,
+else a local one this stage starts for as long as it waits (stopped with SIGTERM). Pushing and pulling are
+idempotent, so stopping (Ctrl-C, `wait: false`, the timeout) loses nothing: a rerun pushes nothing twice, pulls what
+is new, and waits for the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from annotation.labelstudio.client import LabelStudioClient
+from annotation.labelstudio.server import LocalServer, connect_running
+from annotation.labelstudio.sync import ensure_project, pull, push, status
+from preference.store import PreferenceStore
+
+if TYPE_CHECKING:
+    from rlhfkit.pipeline.stages import Context
+
+
+@contextlib.contextmanager
+def _client(ctx: Context) -> Iterator[LabelStudioClient]:
+    client = connect_running()
+    if client is not None:
+        yield client
+        return
+    server = LocalServer(port=ctx.config.label.labelstudio.port)
+    ctx.console.print("starting a local Label Studio (the first start migrates its database, ~30 s)")
+    client = server.start()
+    try:
+        yield client
+    finally:
+        server.stop()
+
+
+def label_in_label_studio(ctx: Context, pairs: list[Any], store: Path) -> None:
+    """Push `pairs`, wait for labels as configured, pull them into `store`; raise `LabelingPending` if unfinished."""
+    from rlhfkit.pipeline.stages import LabelingPending
+
+    spec = ctx.config.label.labelstudio
+    with _client(ctx) as client:
+        project = ensure_project(client, spec.project, spec.overlap)
+        report = push(client, project["id"], pairs, seed=ctx.config.seed)
+        link = f"{client.url}/projects/{project['id']}/data"
+        ctx.console.print(f"Label Studio project {project['title']!r}: {report.created} new task(s), "
+                          f"{report.already_there} already there; label at [link={link}]{link}[/link]")
+        done, total = _wait(ctx, client, project["id"]) if spec.wait else _progress(client, project["id"])
+        pull(client, project["id"], PreferenceStore(store))
+    if done < total:
+        raise LabelingPending(f"{done} of {total} pairs are labeled in Label Studio ({link}); the labels so far "
+                              "are saved. Rerun `rlhfkit run` to continue waiting")
+
+
+def _progress(client: LabelStudioClient, project_id: int) -> tuple[int, int]:
+    """(tasks labeled by as many annotators as the overlap asks, tasks in the project)."""
+    info = status(client, project_id)
+    return info["tasks_complete"], info["tasks"]
+
+
+def _wait(ctx: Context, client: LabelStudioClient, project_id: int) -> tuple[int, int]:
+    spec = ctx.config.label.labelstudio
+    started = time.monotonic()
+    done, total = _progress(client, project_id)
+    with ctx.progress() as progress:
+        task = progress.add_task("waiting for annotators (Ctrl-C stops; a rerun continues)", total=total,
+                                 completed=done)
+        while done < total and (spec.timeout_s is None or time.monotonic() - started < spec.timeout_s):
+            time.sleep(spec.poll_s)
+            done, total = _progress(client, project_id)
+            progress.update(task, completed=done, total=total)
+    return done, total

@@ -1,0 +1,135 @@
+"""`run_pipeline`: run (or resume) the stages of `rlhfkit run` in a work folder.
+
+The work folder holds one folder per stage, the resolved `config.yaml` and `manifest.json`. A stage is recorded in
+the manifest (seconds, time, result) only when it has finished, so a rerun skips finished stages and starts the
+interrupted one again, which continues from what it saved (see `rlhfkit.pipeline.stages`). `from_stage` drops that
+stage and every later one (their folders too) and runs them again. A config that differs from the one the folder was
+run with is refused, naming the first stage it affects, unless `from_stage` starts there or earlier.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+
+from rlhfkit import __version__
+from rlhfkit.core.atomic import atomic_write_text
+from rlhfkit.core.registry import BUNDLED, ModelNotFoundError, resolve_model
+from rlhfkit.pipeline.config import PipelineConfig
+from rlhfkit.pipeline.stages import SECTIONS, STAGES, Context, LabelingPending
+
+MANIFEST = "manifest.json"
+
+
+class WorkdirConflict(ValueError):
+    """The work folder holds a run made with another config."""
+
+
+def first_changed_stage(old: dict[str, Any], new: dict[str, Any]) -> str | None:
+    """The earliest stage that reads a config section that differs between `old` and `new`."""
+    changed = {key for key in set(old) | set(new) if old.get(key) != new.get(key)}
+    return next((stage for stage, sections in SECTIONS.items() if changed & set(sections)), None)
+
+
+def _check_models(config: PipelineConfig) -> None:
+    """Every local model the config names exists (before any work starts)."""
+    named = [("policy.model", config.policy.model), ("reward.model", config.reward.model)]
+    if config.label.annotator == "judge":
+        named.append(("label.judge_lm", config.label.judge_lm))
+    if config.instructions.enabled and config.instructions.lm != "none":
+        named.append(("instructions.lm", config.instructions.lm))
+    for field, name in named:
+        if field.endswith("_lm") or field == "instructions.lm":
+            if name not in BUNDLED and not name.startswith("local:"):
+                continue  # a LiteLLM model string: served elsewhere
+            name = name.removeprefix("local:")
+        try:
+            path = resolve_model(name)
+        except ModelNotFoundError as exc:
+            raise ModelNotFoundError(f"{field}: {exc}") from None
+        if path == name and not Path(path).is_dir():  # a Hugging Face id: it must be in the local cache
+            from huggingface_hub import try_to_load_from_cache
+
+            if not isinstance(try_to_load_from_cache(name, "config.json"), str):
+                raise ModelNotFoundError(f"{field}: {name} is neither a bundled model, a folder, nor in the local "
+                                         "Hugging Face cache (nothing is downloaded at run time)")
+
+
+def _write_manifest(work: Path, manifest: dict[str, Any]) -> None:
+    atomic_write_text(work / MANIFEST, json.dumps(manifest, indent=1, default=str))
+
+
+def run_pipeline(config: PipelineConfig, *, base: Path | None = None, from_stage: str | None = None,
+                 restart: bool = False, console: Console | None = None) -> dict[str, Any]:
+    """Run the stages not yet finished; returns the manifest. Raises `LabelingPending` when people are still
+    labeling (everything so far is saved; a rerun continues)."""
+    console = console or Console()
+    if from_stage is not None and from_stage not in STAGES:
+        raise ValueError(f"unknown stage {from_stage!r}; the stages are: {', '.join(STAGES)}")
+    _check_models(config)
+    work = Path(config.workdir)
+    if restart and work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    settings = config.model_dump(mode="json")
+    manifest_path = work / MANIFEST
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {
+        "rlhfkit": __version__, "config": settings, "stages": {}}
+    names = list(STAGES)
+    changed = first_changed_stage({k: v for k, v in manifest["config"].items() if k != "workdir"},
+                                  {k: v for k, v in settings.items() if k != "workdir"})
+    if changed is not None and changed in manifest["stages"] and (
+            from_stage is None or names.index(from_stage) > names.index(changed)):
+        raise WorkdirConflict(f"{work} was run with another config, which changes what stage {changed!r} does; "
+                              f"rerun it and the later stages with --from {changed}, use --restart to start over, or "
+                              "choose another workdir")
+    rerun = names[names.index(from_stage):] if from_stage else []
+    if changed is not None and changed not in manifest["stages"]:
+        rerun = names[names.index(changed):] if not rerun or names.index(changed) < names.index(rerun[0]) else rerun
+    for name in rerun:
+        manifest["stages"].pop(name, None)
+        shutil.rmtree(work / name, ignore_errors=True)
+    manifest["config"] = settings
+    atomic_write_text(work / "config.yaml", yaml.safe_dump(settings, sort_keys=False))
+    _write_manifest(work, manifest)
+
+    ctx = Context(config=config, work=work, base=base or Path.cwd(), console=console)
+    for index, (name, (title, stage)) in enumerate(STAGES.items(), start=1):
+        done = manifest["stages"].get(name)
+        if done is not None:
+            console.print(f"[green]✓[/] [{index}/{len(STAGES)}] {title}: done earlier ({done['seconds']:.1f} s)")
+            continue
+        console.rule(f"[bold][{index}/{len(STAGES)}] {title}[/]")
+        started = time.perf_counter()
+        try:
+            result = stage(ctx)
+        except LabelingPending:
+            raise
+        except KeyboardInterrupt:
+            console.print(f"[yellow]interrupted in stage {name!r}; rerun the same command to continue from what it "
+                          "saved[/]")
+            raise
+        manifest["stages"][name] = {"seconds": round(time.perf_counter() - started, 2),
+                                    "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                    "result": result}
+        _write_manifest(work, manifest)
+    _write_metrics(work, manifest)
+    return manifest
+
+
+def _write_metrics(work: Path, manifest: dict[str, Any]) -> Path:
+    """`metrics.json`: every stage's result and its seconds under `timings_s` (the report stage's included)."""
+    stages = manifest["stages"]
+    metrics = {"timings_s": {name: entry["seconds"] for name, entry in stages.items()},
+               "total_s": round(sum(entry["seconds"] for entry in stages.values()), 2),
+               **{name: entry["result"] for name, entry in stages.items()}}
+    path = work / "metrics.json"
+    atomic_write_text(path, json.dumps(metrics, indent=1, default=str))
+    return path

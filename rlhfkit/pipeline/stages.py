@@ -1,0 +1,340 @@
+"""The stages of `rlhfkit run`, in order. Each takes the run's `Context`, writes into its own folder of the work
+directory and returns a small dict for the manifest and the report.
+
+A stage either finishes or leaves what it has done in a state its next attempt continues from: generation resumes
+its `.partial` file, training resumes its last checkpoint, the instruction search its saved population, labeling
+rebuilds its store from scratch (machine annotators) or pulls again (Label Studio is idempotent). Stages that write a
+folder write it under a temporary name and rename it when complete.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+from collections import Counter
+from collections.abc import Callable
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from policy.prompts import PromptItem, builtin_prompts, read_prompts, split_prompts, write_prompts
+from preference.schema import PreferenceRecord
+from preference.store import PreferenceStore
+from rlhfkit.core.atomic import atomic_write_text
+from rlhfkit.pipeline.config import PipelineConfig
+
+log = logging.getLogger(__name__)
+
+
+class LabelingPending(RuntimeError):
+    """People are still labeling in Label Studio: the run stops here and a rerun continues."""
+
+
+@dataclasses.dataclass
+class Context:
+    config: PipelineConfig
+    work: Path
+    base: Path  # relative paths in the config are relative to the config file's folder
+    console: Console
+
+    def folder(self, stage: str) -> Path:
+        path = self.work / stage
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def resolve(self, value: str) -> Path:
+        return (self.base / value).expanduser()
+
+    def prompts(self, part: str) -> list[PromptItem]:
+        return read_prompts(self.work / "prompts" / f"{part}.jsonl")
+
+    def records(self) -> list[PreferenceRecord]:
+        return list(PreferenceStore(self.work / "label" / "store").records())
+
+    @property
+    def reward_model_dir(self) -> Path:
+        return self.work / "reward" / "model"
+
+    @cached_property
+    def reward_model(self) -> Any:
+        from reward.model import load_reward_model
+
+        return load_reward_model(self.reward_model_dir)
+
+    @property
+    def updated_policy(self) -> str:
+        return str(self.work / "policy" / "model")
+
+    def progress(self) -> Progress:
+        return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=self.console, transient=True,
+                        disable=not self.console.is_terminal)
+
+
+def _fresh(path: Path) -> Path:
+    """`path` emptied (the leftovers of an attempt that was cut short)."""
+    shutil.rmtree(path, ignore_errors=True)
+    return path
+
+
+# -- 1. prompts ---------------------------------------------------------------------------------------------------
+def prompts(ctx: Context) -> dict[str, Any]:
+    spec = ctx.config.prompts
+    wanted = spec.train + spec.heldout
+    if spec.source == "builtin":
+        items = builtin_prompts(wanted, seed=ctx.config.seed)
+    else:
+        items = read_prompts(ctx.resolve(spec.source))
+    train, heldout = split_prompts(items, spec.heldout / wanted if len(items) <= wanted else
+                                   spec.heldout / len(items), seed=ctx.config.seed)
+    train, heldout = train[:spec.train], heldout[:spec.heldout]
+    if len(train) < 2 or not heldout:
+        raise ValueError(f"prompts.source {spec.source}: {len(items)} prompt(s) give {len(train)} to train on and "
+                         f"{len(heldout)} to hold out; at least 2 and 1 are needed")
+    folder = ctx.folder("prompts")
+    write_prompts(train, folder / "train.jsonl")
+    write_prompts(heldout, folder / "heldout.jsonl")
+    return {"train": len(train), "heldout": len(heldout), "verifiable": sum(i.verifiable for i in train + heldout),
+            "source": spec.source}
+
+
+# -- 2. candidates ------------------------------------------------------------------------------------------------
+def generate(ctx: Context) -> dict[str, Any]:
+    from policy.generate import GenerationConfig, generate_candidates, read_candidates
+
+    spec, out = ctx.config.generate, ctx.folder("generate") / "candidates.jsonl"
+    if not out.exists():  # else: finished in an attempt that was cut short before the manifest was written
+        config = GenerationConfig(model=ctx.config.policy.model, num_candidates=spec.candidates,
+                                  max_new_tokens=spec.max_new_tokens, temperature=spec.temperature,
+                                  batch_size=spec.batch_size, seed=ctx.config.seed,
+                                  system_prompt=ctx.config.policy.system_prompt)
+        result = generate_candidates(ctx.prompts("train"), config, out)
+        if result.skipped:
+            log.warning("prompts not answered: %s", dict(result.skipped))
+    rows = read_candidates(out)
+    return {"prompts": len(rows), "answers": sum(len(r["candidates"]) for r in rows),
+            "cut_at_length": sum(reason == "length" for r in rows for reason in r["finish_reasons"])}
+
+
+# -- 3. labels ----------------------------------------------------------------------------------------------------
+def label(ctx: Context) -> dict[str, Any]:
+    from policy.candidate_pairs import candidate_pairs
+    from policy.generate import read_candidates
+    from preference.pairs import write_pairs
+
+    spec, folder = ctx.config.label, ctx.folder("label")
+    store = folder / "store"
+    if spec.annotator == "file":
+        pairs_made = 0
+        _import_file(ctx, store)
+    else:
+        pairs, skipped = candidate_pairs(read_candidates(ctx.work / "generate" / "candidates.jsonl"), "all",
+                                         seed=ctx.config.seed)
+        if not pairs:
+            raise ValueError(f"no pairs to label: {dict(skipped)} (raise generate.temperature or "
+                             "generate.candidates)")
+        write_pairs(pairs, folder / "pairs.jsonl")
+        pairs_made = len(pairs)
+        if spec.annotator == "labelstudio":
+            from rlhfkit.pipeline.labelstudio import label_in_label_studio
+
+            label_in_label_studio(ctx, pairs, store)
+        else:
+            _machine_labels(ctx, pairs, store)
+    records = ctx.records()
+    if not records:
+        raise ValueError("labeling gave no judgments; nothing to train on")
+    labels = Counter(record.label.value for record in records)
+    return {"pairs": pairs_made, "judgments": len(records), "annotator": spec.annotator,
+            **{f"label_{key}": labels.get(key, 0) for key in ("a", "b", "tie", "both_bad")}}
+
+
+def _machine_labels(ctx: Context, pairs: list[Any], store: Path) -> None:
+    spec = ctx.config.label
+    if spec.annotator == "reward":
+        from annotation.reward_annotator import RewardAnnotator
+
+        annotator: Any = RewardAnnotator(ctx.resolve(spec.reward_model or ""))
+    elif spec.annotator == "judge":
+        from annotation.judge import JudgeAnnotator
+
+        annotator = JudgeAnnotator(spec.judge_lm)
+    else:
+        from annotation.verifier import VerifierAnnotator
+
+        annotator = VerifierAnnotator(mode=spec.mode)
+    tmp = _fresh(store.with_name("store.tmp"))
+    with ctx.progress() as progress:
+        task = progress.add_task(f"labeling {len(pairs)} pairs ({annotator.name})", total=len(pairs))
+        results = annotator.annotate(pairs, on_pair=lambda: progress.advance(task))
+    records = [record for record in results if record is not None]
+    PreferenceStore(tmp).append(records, note=f"rlhfkit run: {annotator.name}")
+    _fresh(store)
+    tmp.rename(store)
+
+
+def _import_file(ctx: Context, store: Path) -> None:
+    from preference.ingest import import_file
+
+    tmp = _fresh(store.with_name("store.tmp"))
+    import_file(ctx.resolve(ctx.config.label.file or ""), PreferenceStore(tmp))
+    _fresh(store)
+    tmp.rename(store)
+
+
+# -- 4. reward model ----------------------------------------------------------------------------------------------
+def reward(ctx: Context) -> dict[str, Any]:
+    from preference.split import split_by_prompt
+    from reward.config import RewardTrainingConfig
+    from reward.evaluate import evaluate
+    from reward.model import load_reward_model
+    from reward.train import train_reward_model
+
+    spec, folder = ctx.config.reward, ctx.folder("reward")
+    parts = split_by_prompt(ctx.records(), {"train": 1 - spec.heldout, "test": spec.heldout}, seed=ctx.config.seed)
+    config = RewardTrainingConfig(model=spec.model, output_dir=str(folder), max_length=spec.max_length,
+                                  learning_rate=spec.learning_rate, num_train_epochs=spec.epochs,
+                                  per_device_train_batch_size=spec.batch_size, seed=ctx.config.seed, resume=True,
+                                  logging_steps=5, save_steps=50)
+    trained = train_reward_model(parts["train"], config)
+    result: dict[str, Any] = {"train_judgments": len(parts["train"]), "test_judgments": len(parts["test"]),
+                              "truncated": trained.data.get("truncated")}
+    try:
+        report = evaluate(load_reward_model(trained.model_dir), parts["test"], n_bootstrap=ctx.config.evaluate.
+                          n_bootstrap, seed=ctx.config.seed)
+    except ValueError as exc:  # e.g. only ties held out: the model is trained, the evaluation says why it is missing
+        result["eval_error"] = str(exc)
+        return result
+    data = report.to_dict()
+    atomic_write_text(folder / "eval.json", json.dumps(data, indent=1))
+    report.plot(folder / "eval.png")
+    accuracy_ci = data.get("accuracy_ci") or [None, None]
+    return {**result, "accuracy": data.get("accuracy"), "accuracy_ci": accuracy_ci,
+            "decisive_test_pairs": data["counts"]["decisive"], "ece": data["calibration"]["ece"]}
+
+
+# -- 5. policy update ---------------------------------------------------------------------------------------------
+def policy(ctx: Context) -> dict[str, Any]:
+    spec, folder = ctx.config.update, ctx.folder("policy")
+    common = dict(model=ctx.config.policy.model, output_dir=str(folder), system_prompt=ctx.config.policy.
+                  system_prompt, learning_rate=spec.learning_rate, num_train_epochs=spec.epochs,
+                  max_steps=spec.max_steps or -1, per_device_train_batch_size=spec.batch_size, seed=ctx.config.seed,
+                  lora=spec.lora, resume=True, save_steps=10, logging_steps=1)
+    rewards = dict(reward_models=[str(ctx.reward_model_dir)], verifier="loose" if spec.verifier_reward else None)
+    if spec.method == "dpo":
+        from policy.dpo import DPOTrainingConfig, train_dpo
+
+        summary = train_dpo(ctx.records(), DPOTrainingConfig(**common, beta=spec.beta, max_length=spec.max_length))
+    elif spec.method in ("grpo", "rloo"):
+        from policy.rl import RLTrainingConfig, train_rl
+
+        generate = ctx.config.generate
+        config = RLTrainingConfig(**common, **rewards, algo=spec.method, beta=spec.beta,
+                                  num_generations=generate.candidates, max_completion_length=generate.max_new_tokens,
+                                  temperature=generate.temperature)
+        summary = train_rl(ctx.prompts("train"), config)
+    else:
+        from policy.ppo import PPOTrainingConfig, train_ppo
+
+        train = ctx.prompts("train")
+        updates = spec.max_steps or max(1, round(spec.epochs * len(train) / spec.batch_size))
+        config = PPOTrainingConfig(**common, **rewards, updates=updates, rollout_batch_size=spec.batch_size,
+                                   mini_batch_size=max(1, spec.batch_size // 2), kl_coef=spec.beta,
+                                   max_new_tokens=ctx.config.generate.max_new_tokens)
+        summary = train_ppo(train, config)
+    metrics = summary.get("train_metrics", {})
+    return {"method": spec.method, "model": ctx.updated_policy, "pairs": summary.get("pairs"),
+            "train_loss": metrics.get("train_loss"), "seconds": metrics.get("train_runtime")}
+
+
+# -- 6. policy before / after -------------------------------------------------------------------------------------
+def evaluate(ctx: Context) -> dict[str, Any]:
+    from policy.evaluate import PolicyEvalConfig, evaluate_policy
+
+    spec = ctx.config.evaluate
+    config = PolicyEvalConfig(max_new_tokens=spec.max_new_tokens, batch_size=spec.batch_size,
+                              system_prompt=ctx.config.policy.system_prompt, n_bootstrap=spec.n_bootstrap,
+                              seed=ctx.config.seed)
+    report = evaluate_policy(ctx.updated_policy, ctx.prompts("heldout"), ctx.folder("evaluate"),
+                             reference_model=ctx.config.policy.model, reward_model=ctx.reward_model, config=config)
+    after, before = report["verifier"], report["reference"]["verifier"]
+    delta = report.get("verifier_delta", {}).get("prompt_loose", {})
+    win = report.get("win_rate", {})
+    return {"prompts": report["n_prompts"], "pass_rate_before": before.get("prompt_loose", {}).get("value"),
+            "pass_rate_after": after.get("prompt_loose", {}).get("value"), "pass_rate_delta": delta.get("delta"),
+            "pass_rate_delta_ci": [delta.get("ci_low"), delta.get("ci_high")], "win_rate": win.get("value"),
+            "win_rate_ci": [win.get("ci_low"), win.get("ci_high")]}
+
+
+# -- 7. DSPy scoring ----------------------------------------------------------------------------------------------
+def dspy_scores(ctx: Context) -> dict[str, Any]:
+    from rlhfkit.pipeline.dspy_scoring import score_policies
+
+    result = score_policies(ctx)
+    atomic_write_text(ctx.folder("dspy") / "scores.json", json.dumps(result, indent=1))
+    return {name: entry["score"] for name, entry in result["policies"].items()}
+
+
+# -- 8. instruction search ----------------------------------------------------------------------------------------
+def instructions(ctx: Context) -> dict[str, Any]:
+    spec, folder = ctx.config.instructions, ctx.folder("instructions")
+    if not spec.enabled:
+        return {"skipped": "instructions.enabled is false"}
+    from policy.generate import Answerer
+    from policy.instructions.evolution import EvolutionaryInstructionOptimizer, EvolutionConfig
+    from policy.instructions.fitness import FitnessEvaluator
+    from reward.dspy_metrics import InstructionFollowingMetric
+    from rlhfkit.core.local_lm import lm_and_adapter
+
+    metric = InstructionFollowingMetric(reward_model=ctx.reward_model, reward_weight=spec.reward_weight)
+    evaluator = FitnessEvaluator(Answerer(ctx.updated_policy, max_new_tokens=spec.max_new_tokens,
+                                          batch_size=ctx.config.evaluate.batch_size), metric, budget=spec.budget)
+    lm, adapter = (None, None) if spec.lm == "none" else lm_and_adapter(spec.lm, max_new_tokens=96)
+    config = EvolutionConfig(population_size=spec.population, generations=spec.generations, seed=ctx.config.seed,
+                             elite=min(2, spec.population - 1), state_path=str(folder / "search.json"))
+    optimizer = EvolutionaryInstructionOptimizer(evaluator, config, lm=lm, adapter=adapter)
+    result = optimizer.optimize(spec.task, ctx.prompts("train")[:spec.prompts])
+    atomic_write_text(folder / "result.json", json.dumps(result.to_dict(), indent=1))
+    result.plot(folder / "search.png")
+    return {"best_instruction": result.best_instruction, "heldout_score": result.heldout_score,
+            "start_heldout_score": result.start_heldout_score, "confirmed": result.confirmed,
+            "policy_calls": result.policy_calls}
+
+
+# -- 9. report ----------------------------------------------------------------------------------------------------
+def report(ctx: Context) -> dict[str, Any]:
+    from rlhfkit.pipeline.report import write_report
+
+    return {"report": str(write_report(ctx))}
+
+
+Stage = Callable[[Context], dict[str, Any]]
+STAGES: dict[str, tuple[str, Stage]] = {
+    "prompts": ("split the prompts", prompts),
+    "generate": ("sample candidate answers", generate),
+    "label": ("label the pairs", label),
+    "reward": ("train and evaluate the reward model", reward),
+    "policy": ("update the policy", policy),
+    "evaluate": ("evaluate the policy before and after", evaluate),
+    "dspy": ("score the policies with DSPy modules", dspy_scores),
+    "instructions": ("search for a better instruction", instructions),
+    "report": ("write the report", report),
+}
+# The config sections each stage reads: a change there reruns that stage and every later one.
+SECTIONS: dict[str, tuple[str, ...]] = {
+    "prompts": ("prompts", "seed"),
+    "generate": ("policy", "generate"),
+    "label": ("label",),
+    "reward": ("reward",),
+    "policy": ("update",),
+    "evaluate": ("evaluate",),
+    "dspy": ("dspy",),
+    "instructions": ("instructions",),
+    "report": (),
+}
+
