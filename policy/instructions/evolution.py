@@ -277,6 +277,18 @@ class EvolutionaryInstructionOptimizer:
     def optimize(self, task: str, examples: Sequence[PromptItem], start_instruction: str | None = None
                  ) -> OptimizationResult:
         """Search for the best instruction for `task` on `examples` (see the module docstring)."""
+        from tqdm.auto import tqdm
+
+        with tqdm(total=self.evaluator.budget, initial=self.evaluator.spent, desc="instruction search",
+                  unit="call") as bar:
+            self.evaluator.on_calls = bar.update
+            try:
+                return self._optimize(task, examples, start_instruction)
+            finally:
+                self.evaluator.on_calls = None
+
+    def _optimize(self, task: str, examples: Sequence[PromptItem], start_instruction: str | None
+                  ) -> OptimizationResult:
         if not examples:
             raise ValueError("no examples to evaluate instructions on")
         if len(examples) < 2:

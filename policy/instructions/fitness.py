@@ -10,7 +10,7 @@ it raises `BudgetExhausted` before any work. The cache is JSON-serialisable for 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import dspy
@@ -49,6 +49,7 @@ class FitnessEvaluator:
         self.budget = budget
         self.cache: dict[tuple[str, str], Evaluation] = {}
         self.spent = 0  # policy calls made through this evaluator (resumed runs include earlier ones)
+        self.on_calls: Callable[[int], None] | None = None  # told how many calls each evaluation made (progress)
 
     def left(self) -> int | None:
         return None if self.budget is None else self.budget - self.spent
@@ -60,6 +61,8 @@ class FitnessEvaluator:
         if missing:
             answers = self.answerer.answer(instruction or None, missing)
             self.spent += len(missing)
+            if self.on_calls is not None:
+                self.on_calls(len(missing))
             for item, text in zip(missing, answers, strict=True):
                 self.cache[(instruction, item.key)] = self._score(item, text)
         return [self.cache[(instruction, item.key)] for item in prompts]

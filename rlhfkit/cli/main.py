@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 from pathlib import Path
 from typing import Annotated
@@ -29,6 +30,14 @@ EXPECTED_ERRORS = (DataError, StoreError, LabelStudioError, OSError, EOFError, V
 _verbose = False
 
 
+def error_message(exc: BaseException) -> str:
+    """The one line a user sees for an expected failure."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return (f"the disk is full ({exc.filename or 'writing output'}): free some space and run the same command "
+                "again; finished work is kept and interrupted work resumes")
+    return str(exc) or type(exc).__name__
+
+
 class FriendlyErrors(TyperGroup):
     def invoke(self, ctx: click.Context):
         try:
@@ -36,7 +45,7 @@ class FriendlyErrors(TyperGroup):
         except EXPECTED_ERRORS as exc:
             if _verbose:
                 raise
-            fail(str(exc) or type(exc).__name__)
+            fail(error_message(exc))
 
 
 app = typer.Typer(cls=FriendlyErrors, help="rlhfkit: preference data, annotation, reward models and policy updates.",

@@ -35,7 +35,7 @@ class PromptsSection(Section):
     source: str = Field("builtin", description="'builtin' (rlhfkit's own instruction-following prompts: tasks x "
                         "verifiable constraints) or a prompts file (JSONL: prompt, optional instruction_id_list + "
                         "kwargs as in IFEval).")
-    train: int = Field(40, ge=2, description="Prompts the policy answers to make training pairs.")
+    train: int = Field(32, ge=2, description="Prompts the policy answers to make training pairs.")
     heldout: int = Field(32, ge=2, description="Prompts kept apart (grouped by prompt) to evaluate the policy "
                          "before and after the update.")
 
@@ -43,7 +43,7 @@ class PromptsSection(Section):
 class GenerateSection(Section):
     candidates: int = Field(4, ge=2, description="Answers sampled per training prompt; every two distinct answers "
                             "make a pair to label.")
-    max_new_tokens: int = Field(96, ge=8, description="Answer length limit in tokens.")
+    max_new_tokens: int = Field(64, ge=8, description="Answer length limit in tokens.")
     temperature: float = Field(1.0, gt=0, description="Sampling temperature (diverse answers make informative "
                                 "pairs).")
     batch_size: int = Field(8, ge=1, description="Prompts per generation batch.")
@@ -113,30 +113,30 @@ class UpdateSection(Section):
 
 
 class EvaluateSection(Section):
-    max_new_tokens: int = Field(128, ge=8, description="Answer length limit (greedy) on held-out prompts.")
+    max_new_tokens: int = Field(96, ge=8, description="Answer length limit (greedy) on held-out prompts.")
     batch_size: int = Field(8, ge=1, description="Prompts per generation batch.")
     n_bootstrap: int = Field(2000, ge=0, description="Bootstrap resamples for the confidence intervals.")
     examples: int = Field(4, ge=0, description="Held-out answers shown before and after in the report.")
 
 
 class DSPySection(Section):
-    prompts: int = Field(12, ge=1, description="Held-out prompts the updated policy answers through a DSPy "
+    prompts: int = Field(6, ge=1, description="Held-out prompts the updated policy answers through a DSPy "
                          "program, scored by `dspy.Evaluate` with the reward model + verifier metric.")
-    max_new_tokens: int = Field(96, ge=8, description="Answer length limit in the DSPy program.")
+    max_new_tokens: int = Field(64, ge=8, description="Answer length limit in the DSPy program.")
 
 
 class InstructionsSection(Section):
     enabled: bool = Field(True, description="Search for a better system instruction for the updated policy.")
     task: str = Field("Answer the request and follow every instruction in it about format, length and wording",
                       description="What the instruction is for (the starting instruction and the LM's brief).")
-    prompts: int = Field(16, ge=2, description="Training prompts the search scores instructions on (30% kept to "
+    prompts: int = Field(12, ge=2, description="Training prompts the search scores instructions on (30% kept to "
                          "confirm the winner).")
-    budget: int = Field(96, ge=10, description="Policy calls (answers generated) the search may spend.")
+    budget: int = Field(72, ge=10, description="Policy calls (answers generated) the search may spend.")
     population: int = Field(4, ge=2, description="Instructions per generation.")
     generations: int = Field(2, ge=0, description="Generations after the first.")
     lm: str = Field("smollm2-135m-instruct", description="LM that writes and rewrites instructions: a bundled name, "
                     "local:PATH, a LiteLLM model string, or 'none' (structural operators only).")
-    max_new_tokens: int = Field(96, ge=8, description="Answer length limit when scoring an instruction.")
+    max_new_tokens: int = Field(64, ge=8, description="Answer length limit when scoring an instruction.")
     reward_weight: float = Field(0.5, ge=0, description="Weight of the reward model against the verifier (1) in "
                                  "the instruction score.")
 

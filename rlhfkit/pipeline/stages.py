@@ -147,9 +147,11 @@ def label(ctx: Context) -> dict[str, Any]:
         else:
             _machine_labels(ctx, pairs, store)
     records = ctx.records()
-    if not records:
-        raise ValueError("labeling gave no judgments; nothing to train on")
     labels = Counter(record.label.value for record in records)
+    if not labels["a"] + labels["b"]:
+        raise ValueError(f"labeling gave no pair with a preferred answer ({dict(labels) or 'no judgments'}); nothing "
+                         "to train on. Sample more or longer answers (generate.candidates, generate.max_new_tokens) "
+                         "or use more prompts (prompts.train)")
     return {"pairs": pairs_made, "judgments": len(records), "annotator": spec.annotator,
             **{f"label_{key}": labels.get(key, 0) for key in ("a", "b", "tie", "both_bad")}}
 
