@@ -79,14 +79,22 @@ def train_baseline(train_records) -> Path:
     return out / "model"
 
 
-def train_rlhfkit(train_records) -> Path:
+def rlhfkit_config(overrides: dict):
+    """The default recipe, with any overrides given on the command line (recorded in the JSON)."""
     from reward.config import RewardTrainingConfig
+
+    name = "rlhfkit" + "".join(f"-{key}={value}" for key, value in sorted(overrides.items()))
+    out = WORK / name
+    return RewardTrainingConfig(output_dir=str(out), seed=SEED, resume=out.exists(), **overrides)
+
+
+def train_rlhfkit(train_records, overrides: dict) -> Path:
     from reward.train import train_reward_model
 
-    out = WORK / "rlhfkit"
+    config = rlhfkit_config(overrides)
+    out = Path(config.output_dir)
     if (out / "model" / "rlhfkit_reward.json").exists():
         return out / "model"
-    config = RewardTrainingConfig(output_dir=str(out), seed=SEED, resume=out.exists())
     started = time.time()
     result = train_reward_model(train_records, config)
     (out / "seconds.txt").write_text(str(time.time() - started))
@@ -123,7 +131,13 @@ class TranscriptScorer:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--stage", choices=["all", "baseline", "rlhfkit", "evaluate"], default="all")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="Override a RewardTrainingConfig field for a recipe experiment (own work folder).")
     args = parser.parse_args()
+    overrides = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        overrides[key] = json.loads(value) if value[:1].isdigit() or value in ("true", "false", "null") else value
     if not HH.exists():
         sys.exit(f"{HH} not found: this benchmark reads the shared HH-RLHF test pairs in place")
     import torch
@@ -134,19 +148,20 @@ def main() -> None:
     train, test = split_records()
     print(f"split: {len(train)} train, {len(test)} held-out judgments", flush=True)
     if args.stage in ("all", "rlhfkit"):
-        train_rlhfkit(train)
+        train_rlhfkit(train, overrides)
     if args.stage in ("all", "baseline"):
         train_baseline(train)
     if args.stage in ("all", "evaluate"):
-        evaluate(test)
+        evaluate(test, overrides)
 
 
-def evaluate(test) -> None:
+def evaluate(test, overrides: dict) -> None:
     from benchmarks.machine import write_result
     from reward.evaluate import evaluate as evaluate_model
     from reward.model import load_reward_model
 
-    ours = evaluate_model(load_reward_model(WORK / "rlhfkit" / "model"), test, n_bootstrap=2000, seed=SEED)
+    config = rlhfkit_config(overrides)
+    ours = evaluate_model(load_reward_model(Path(config.output_dir) / "model"), test, n_bootstrap=2000, seed=SEED)
     base = evaluate_model(TranscriptScorer(WORK / "baseline" / "model"), test, n_bootstrap=2000, seed=SEED)
     ours.plot(ROOT / "benchmarks" / "results" / "reward_quality.png")
     o, b = ours.to_dict(), base.to_dict()
@@ -156,8 +171,11 @@ def evaluate(test) -> None:
         "baseline_trl_accuracy": b["accuracy"], "baseline_ci_low": b["accuracy_ci"][0],
         "baseline_ci_high": b["accuracy_ci"][1],
         "ece": o["calibration"]["ece"], "baseline_ece": b["calibration"]["ece"], "n_heldout": o["counts"]["decisive"],
-        "recipe": "RewardTrainingConfig() defaults: minilm-l6, max_length 256 (truncate, keep latest turns), "
-                  "lr 3e-5, 2 epochs, batch 16, center_rewards_coefficient 0.01",
+        "recipe": (f"RewardTrainingConfig({', '.join(f'{k}={v!r}' for k, v in sorted(overrides.items()))}): "
+                   f"{config.model}, max_length {config.max_length} (truncate, keep latest turns), "
+                   f"lr {config.learning_rate:g}, {config.num_train_epochs:g} epochs, batch "
+                   f"{config.per_device_train_batch_size}, center_rewards_coefficient "
+                   f"{config.center_rewards_coefficient}"),
         "baseline": "plain TRL RewardTrainer, minilm-l6, max_length 512, 2 epochs, TRL defaults, eos_token=[SEP], "
                     "bf16=False (CPU)",
         "baseline_train_pairs_after_trl_filter": baseline_meta["train_pairs_after_trl_filter"],

@@ -1,4 +1,4 @@
-"""`rlhfkit run`: the whole loop on tiny models in a temp folder, killed mid-stage and resumed; config errors; reruns."""
+"""`rlhfkit run`: the whole loop on tiny models in a temp folder, killed mid-stage and resumed; config errors."""
 
 from __future__ import annotations
 

@@ -30,7 +30,8 @@ h1{font-size:24px;margin-bottom:2px} h2{font-size:19px;border-bottom:1px solid #
 text-align:left;vertical-align:top} th{background:#f3f5f9} td.n{text-align:right;font-variant-numeric:tabular-nums}
 .cards{display:flex;gap:12px;flex-wrap:wrap}.card{border:1px solid #dde;border-radius:8px;padding:10px 14px;
 min-width:200px}.card b{font-size:22px;display:block}.good{color:#137333}.bad{color:#b3261e}
-img{max-width:100%;border:1px solid #eee} img.half{max-width:560px} pre{white-space:pre-wrap;margin:0;font:13px/1.35 ui-monospace,monospace}
+img{max-width:100%;border:1px solid #eee} img.half{max-width:560px}
+pre{white-space:pre-wrap;margin:0;font:13px/1.35 ui-monospace,monospace}
 .note{color:#667;font-size:13px}
 </style></head><body>
 <h1>rlhfkit run</h1><div class="sub">{{ work }} · policy <code>{{ config.policy.model }}</code> · reward backbone
