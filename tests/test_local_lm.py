@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 import dspy
@@ -68,3 +69,17 @@ def test_plain_adapter_prompt_names_the_options_and_uses_demos():
     assert "one of yes, no, maybe" in messages[0]["content"]
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
     assert messages[2]["content"] == "yes" and messages[-1]["content"].endswith("Answer:")
+
+
+def test_a_model_retrained_in_the_same_folder_is_not_answered_from_the_old_cache(tmp_path):
+    import os
+
+    from rlhfkit.core.local_lm import local_lm
+    from tests.policy_support import tiny_policy
+
+    folder = tiny_policy(tmp_path / "policy")
+    before = local_lm(folder).model
+    weights = next(Path(folder).glob("*.safetensors"))
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))  # saved again later
+    assert local_lm(folder).model != before  # DSPy's cache keys on this name
+    assert local_lm("smollm2-135m-instruct").model == "local/smollm2-135m-instruct"

@@ -209,3 +209,27 @@ def test_a_full_disk_is_reported_as_such():
     message = error_message(OSError(errno.ENOSPC, "No space left on device", "/runs/main/policy/model"))
     assert message.startswith("the disk is full (/runs/main/policy/model)") and "run the same command again" in message
     assert error_message(ValueError("bad value")) == "bad value"
+
+
+def test_online_updates_grpo_then_ppo_against_the_run_s_reward_model(tmp_path):
+    """GRPO, then (config changed, rerun --from policy) PPO: both rewarded by the run's own reward model."""
+    config = tiny_config(tmp_path, generate={"batch_size": 8}, update={"method": "grpo", "max_steps": 1},
+                         instructions={"enabled": False})
+    path = write(tmp_path / "run.yaml", config)
+    work = Path(config["workdir"])
+    result = CliRunner().invoke(app, ["run", "--config", str(path)], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    first = manifest(work)["stages"]
+    assert first["policy"]["result"]["method"] == "grpo"
+    assert json.loads((work / "policy" / "summary.json").read_text())["method"] == "grpo"
+    assert first["instructions"]["result"] == {"skipped": "instructions.enabled is false"}
+
+    config["update"] = {"method": "ppo", "max_steps": 1, "batch_size": 2}
+    result = CliRunner().invoke(app, ["run", "--config", str(write(path, config)), "--from", "policy"],
+                                terminal_width=200)
+    assert result.exit_code == 0, result.output
+    second = manifest(work)["stages"]
+    assert all(second[name] == first[name] for name in ("prompts", "generate", "label", "reward"))
+    assert second["policy"]["result"]["method"] == "ppo"
+    assert json.loads((work / "policy" / "summary.json").read_text())["method"] == "ppo"
+    assert (work / "report.html").exists()

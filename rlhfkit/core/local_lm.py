@@ -114,7 +114,18 @@ def local_lm(model: str = "smollm2-135m-instruct", *, max_new_tokens: int = DEFA
     import dspy
 
     engine = TransformersEngine(model, max_new_tokens=max_new_tokens, **engine_kwargs)
-    return dspy.LM(f"local/{model}", engine=engine, cache=cache, max_tokens=max_new_tokens)
+    return dspy.LM(f"local/{model}{weights_stamp(model)}", engine=engine, cache=cache, max_tokens=max_new_tokens)
+
+
+def weights_stamp(model: str) -> str:
+    """"@<newest file time>" for a model folder, else "". DSPy's cache keys on the LM's name: a model retrained in
+    the same folder must not be answered from the old model's cache."""
+    from pathlib import Path
+
+    folder = Path(model).expanduser()
+    if not folder.is_dir():
+        return ""
+    return f"@{max((f.stat().st_mtime_ns for f in folder.iterdir() if f.is_file()), default=0)}"
 
 
 def lm_and_adapter(spec: Any, *, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> tuple[Any, Any]:

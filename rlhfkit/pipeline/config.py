@@ -43,7 +43,8 @@ class PromptsSection(Section):
 class GenerateSection(Section):
     candidates: int = Field(4, ge=2, description="Answers sampled per training prompt; every two distinct answers "
                             "make a pair to label.")
-    max_new_tokens: int = Field(64, ge=8, description="Answer length limit in tokens.")
+    max_new_tokens: int = Field(96, ge=8, description="Answer length limit in tokens (IFEval endings such as "
+                                "a closing phrase or a P.S. need room).")
     temperature: float = Field(1.0, gt=0, description="Sampling temperature (diverse answers make informative "
                                 "pairs).")
     batch_size: int = Field(8, ge=1, description="Prompts per generation batch.")
@@ -92,7 +93,7 @@ class RewardSection(Section):
     batch_size: int = Field(8, ge=1, description="Pairs per step.")
     max_length: int = Field(256, ge=64, description="Token limit per (prompt, answer); longer ones are truncated, "
                             "never dropped.")
-    heldout: float = Field(0.2, gt=0, lt=1, description="Share of labeled prompts kept to evaluate the reward "
+    heldout: float = Field(0.25, gt=0, lt=1, description="Share of labeled prompts kept to evaluate the reward "
                            "model (accuracy, calibration).")
 
 

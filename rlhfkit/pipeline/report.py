@@ -43,6 +43,8 @@ pre{white-space:pre-wrap;margin:0;font:13px/1.35 ui-monospace,monospace}
 <span class="note">{{ card.note }}</span></div>{% endfor %}
 </div>
 
+{% if noise_note %}<p class="note">{{ noise_note }}</p>{% endif %}
+
 <h2>Stages</h2>
 <table><tr><th>stage</th><th>seconds</th><th>result</th></tr>
 {% for row in stages %}<tr><td>{{ row.name }}</td><td class="n">{{ row.seconds }}</td><td><code>{{ row.result }}</code>
@@ -179,7 +181,13 @@ def write_report(ctx: Context) -> Path:
     if search:
         cards.append({"title": "instruction search, held-out score", "value": f"{search['heldout_score']:.3f}",
                       "note": f"start {search['start_heldout_score']:.3f}", "tone": ""})
+    small = delta is not None and delta["ci_low"] <= 0 <= delta["ci_high"]
+    noise_note = ("Every interval here is a 95% bootstrap interval over prompts. An interval that contains 0 (or 0.5 "
+                  "for a win rate) means this run cannot tell the change from noise: the default job is sized to "
+                  "finish in minutes on a laptop CPU. Give it more prompts and candidates (see docs/pipeline.md); "
+                  "benchmarks/dpo_quality.py shows what a larger DPO round does.") if small else ""
     page = TEMPLATE.render(
+        noise_note=noise_note,
         work=str(work), config=ctx.config, version=__version__, cards=cards,
         stages=[{"name": name, "seconds": f"{entry['seconds']:.1f}",
                  "result": ", ".join(f"{k}={_fmt(v)}" for k, v in entry["result"].items()

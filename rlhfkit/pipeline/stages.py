@@ -236,6 +236,8 @@ def policy(ctx: Context) -> dict[str, Any]:
         from policy.rl import RLTrainingConfig, train_rl
 
         generate = ctx.config.generate
+        # TRL counts completions per batch: batch_size prompts x their candidates.
+        common["per_device_train_batch_size"] = spec.batch_size * generate.candidates
         config = RLTrainingConfig(**common, **rewards, algo=spec.method, beta=spec.beta,
                                   num_generations=generate.candidates, max_completion_length=generate.max_new_tokens,
                                   temperature=generate.temperature)
