@@ -221,7 +221,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             loc = tuple(error["loc"])
             field = ".".join(str(part) for part in loc) or "(top level)"
             line = _line_of(root, loc)
-            place = f"{where}:{line}" if line else where
+            place = "command line" if field in (overrides or {}) else f"{where}:{line}" if line else where
             message = error["msg"].removeprefix("Value error, ")
             if error["type"] == "extra_forbidden":
                 parent = PipelineConfig
