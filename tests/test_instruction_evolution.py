@@ -61,8 +61,8 @@ def test_search_returns_an_instruction_at_least_as_good_as_the_start(answerer, o
     result = optimizer.optimize(TASK, prompts, start_instruction="Answer the request.")
     start_fitness = next(c.fitness for c in result.population if c.instruction == "Answer the request.")
     assert result.train_score >= start_fitness  # elitism keeps the start; the winner is at least as good
-    if result.confirmed:
-        assert result.heldout_score >= result.start_heldout_score
+    if result.confirmed and result.best_instruction != "Answer the request.":
+        assert result.heldout_score > result.start_heldout_score  # a tie would have kept the start
     else:  # not confirmed on held-out prompts: the start is kept
         assert result.best_instruction == "Answer the request."
     assert {c.origin for c in result.population} - {"start"}  # offspring of the operators took part
