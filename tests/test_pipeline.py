@@ -233,3 +233,12 @@ def test_online_updates_grpo_then_ppo_against_the_run_s_reward_model(tmp_path):
     assert second["policy"]["result"]["method"] == "ppo"
     assert json.loads((work / "policy" / "summary.json").read_text())["method"] == "ppo"
     assert (work / "report.html").exists()
+
+
+def test_model_folders_in_a_config_are_relative_to_the_config_file(tmp_path, monkeypatch):
+    folder = tmp_path / "project"
+    policy = tiny_policy(folder / "models" / "policy")
+    path = write(folder / "run.yaml", {"policy": {"model": "./models/policy"}, "instructions": {"lm": "none"}})
+    monkeypatch.chdir(tmp_path)  # run from elsewhere
+    assert load_config(path).policy.model == str(Path(policy).resolve())
+    assert load_config(path).reward.model == "minilm-l6"  # bundled names stay names

@@ -51,7 +51,8 @@ class GenerateSection(Section):
 
 
 class LabelStudioSection(Section):
-    project: str = Field("rlhfkit run", description="Project title (created if missing).")
+    project: str | None = Field(None, description="Project title (created if missing); null: one project per work "
+                                "folder, 'rlhfkit run: <workdir>'.")
     overlap: int = Field(1, ge=1, description="Annotators per pair.")
     wait: bool = Field(True, description="Wait, with a live progress bar, until every pair is labeled; false: "
                        "push, pull what is there and stop (rerun `rlhfkit run` later to continue).")
@@ -116,7 +117,7 @@ class UpdateSection(Section):
 class EvaluateSection(Section):
     max_new_tokens: int = Field(96, ge=8, description="Answer length limit (greedy) on held-out prompts.")
     batch_size: int = Field(8, ge=1, description="Prompts per generation batch.")
-    n_bootstrap: int = Field(2000, ge=0, description="Bootstrap resamples for the confidence intervals.")
+    n_bootstrap: int = Field(2000, ge=1, description="Bootstrap resamples for the confidence intervals.")
     examples: int = Field(4, ge=0, description="Held-out answers shown before and after in the report.")
 
 
@@ -235,7 +236,23 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     problems = config.check_paths(base)
     if problems:
         raise ConfigError(f"{where}: " + "; ".join(problems))
+    _anchor_model_paths(config, base)
     return config
+
+
+def _anchor_model_paths(config: PipelineConfig, base: Path) -> None:
+    """Model folders written relative to the config file (./models/x) are found from any working directory."""
+    def anchored(value: str) -> str:
+        prefix, name = ("local:", value[6:]) if value.startswith("local:") else ("", value)
+        path = Path(name).expanduser()
+        if not path.is_absolute() and (name.startswith(".") or (base / path).exists()):
+            return prefix + str((base / path).resolve())
+        return value
+
+    config.policy.model = anchored(config.policy.model)
+    config.reward.model = anchored(config.reward.model)
+    config.label.judge_lm = anchored(config.label.judge_lm)
+    config.instructions.lm = anchored(config.instructions.lm)
 
 
 def default_yaml(model: type[BaseModel] = PipelineConfig, indent: int = 0) -> str:

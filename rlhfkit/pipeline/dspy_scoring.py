@@ -44,6 +44,9 @@ def score_policies(ctx: Context) -> dict[str, Any]:
     spec = ctx.config.dspy
     items = [item for item in ctx.prompts("heldout") if item.verifiable][:spec.prompts]
     devset = [dspy.Example(**example_of(item)).with_inputs("prompt") for item in items]
+    if not devset:
+        return {"skipped": "no held-out prompt carries IFEval instructions (instruction_id_list + kwargs) for the "
+                           "verifier half of the metric", "policies": {}}
     metric = InstructionFollowingMetric(reward_model=ctx.reward_model, reward_weight=1.0)
     scorer = RewardScore(ctx.reward_model)
     policies = {"before": ctx.config.policy.model, "after": ctx.updated_policy}

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from annotation.labelstudio.client import LabelStudioClient
 from annotation.labelstudio.server import LocalServer, connect_running
-from annotation.labelstudio.sync import ensure_project, pull, push, status
+from annotation.labelstudio.sync import ensure_project, pull, push
 from preference.store import PreferenceStore
 
 if TYPE_CHECKING:
@@ -39,39 +39,57 @@ def _client(ctx: Context) -> Iterator[LabelStudioClient]:
         server.stop()
 
 
+def project_title(ctx: Context) -> str:
+    """The configured title, else one per work folder: runs never share tasks or labels."""
+    return ctx.config.label.labelstudio.project or f"rlhfkit run: {ctx.work.resolve()}"
+
+
 def label_in_label_studio(ctx: Context, pairs: list[Any], store: Path) -> None:
-    """Push `pairs`, wait for labels as configured, pull them into `store`; raise `LabelingPending` if unfinished."""
-    from rlhfkit.pipeline.stages import LabelingPending
+    """Push `pairs`, wait for labels as configured, pull them into `store`; raise `LabelingPending` if unfinished.
+
+    Everything the project holds is pulled into a mirror store (`labelstudio-store/`, pulled incrementally); `store`
+    gets the judgments of this run's pairs only, so tasks left in a shared project from other runs never leak in."""
+    from rlhfkit.pipeline.stages import LabelingPending, replace_store
 
     spec = ctx.config.label.labelstudio
+    ids = {pair.pair_id for pair in pairs}
     with _client(ctx) as client:
-        project = ensure_project(client, spec.project, spec.overlap)
+        project = ensure_project(client, project_title(ctx), spec.overlap)
         report = push(client, project["id"], pairs, seed=ctx.config.seed)
         link = f"{client.url}/projects/{project['id']}/data"
         ctx.console.print(f"Label Studio project {project['title']!r}: {report.created} new task(s), "
                           f"{report.already_there} already there; label at [link={link}]{link}[/link]")
-        done, total = _wait(ctx, client, project["id"]) if spec.wait else _progress(client, project["id"])
-        pull(client, project["id"], PreferenceStore(store))
-    if done < total:
-        raise LabelingPending(f"{done} of {total} pairs are labeled in Label Studio ({link}); the labels so far "
+        overlap = project.get("maximum_annotations") or spec.overlap
+        done = _wait(ctx, client, project["id"], ids, overlap) if spec.wait else _progress(
+            client, project["id"], ids, overlap)
+        mirror = PreferenceStore(store.with_name("labelstudio-store"))
+        pull(client, project["id"], mirror)
+    replace_store(store, [record for record in mirror.records() if record.pair_id in ids])
+    if done < len(ids):
+        raise LabelingPending(f"{done} of {len(ids)} pairs are labeled in Label Studio ({link}); the labels so far "
                               "are saved. Rerun `rlhfkit run` to continue waiting")
 
 
-def _progress(client: LabelStudioClient, project_id: int) -> tuple[int, int]:
-    """(tasks labeled by as many annotators as the overlap asks, tasks in the project)."""
-    info = status(client, project_id)
-    return info["tasks_complete"], info["tasks"]
+def _progress(client: LabelStudioClient, project_id: int, ids: set[str], overlap: int) -> int:
+    """This run's tasks that are done: labeled or skipped by as many annotators as the overlap asks (a skipped pair
+    is an annotator's answer too; waiting for it would never end)."""
+    done = 0
+    for task in client.tasks(project_id):
+        if task["data"].get("pair_id") in ids and len(task.get("annotations") or []) >= overlap:
+            done += 1
+    return done
 
 
-def _wait(ctx: Context, client: LabelStudioClient, project_id: int) -> tuple[int, int]:
+def _wait(ctx: Context, client: LabelStudioClient, project_id: int, ids: set[str], overlap: int) -> int:
     spec = ctx.config.label.labelstudio
     started = time.monotonic()
-    done, total = _progress(client, project_id)
+    total = len(ids)
+    done = _progress(client, project_id, ids, overlap)
     with ctx.progress() as progress:
         task = progress.add_task("waiting for annotators (Ctrl-C stops; a rerun continues)", total=total,
                                  completed=done)
         while done < total and (spec.timeout_s is None or time.monotonic() - started < spec.timeout_s):
             time.sleep(spec.poll_s)
-            done, total = _progress(client, project_id)
-            progress.update(task, completed=done, total=total)
-    return done, total
+            done = _progress(client, project_id, ids, overlap)
+            progress.update(task, completed=done)
+    return done

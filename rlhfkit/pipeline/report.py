@@ -75,7 +75,7 @@ src="{{ images.curves }}">{% endif %}
 {% if dspy %}<table><tr><th>policy</th><th>dspy.Evaluate score (verifier + reward, 0-1)</th>
 <th>mean reward (RewardScore)</th><th>prompts</th></tr>
 {% for row in dspy %}<tr><td>{{ row.name }}</td><td class="n">{{ row.score }}</td><td class="n">{{ row.reward }}</td>
-<td class="n">{{ row.n }}</td></tr>{% endfor %}</table>{% else %}<p class="note">not run</p>{% endif %}
+<td class="n">{{ row.n }}</td></tr>{% endfor %}</table>{% else %}<p class="note">{{ dspy_note }}</p>{% endif %}
 
 <h2>Instruction search</h2>
 {% if search %}<p>Chosen instruction (held-out score {{ search.heldout }} vs {{ search.start }} for the start,
@@ -200,6 +200,7 @@ def write_report(ctx: Context) -> Path:
         search={"instruction": search["best_instruction"], "heldout": f"{search['heldout_score']:.3f}",
                 "start": f"{search['start_heldout_score']:.3f}", "calls": search["policy_calls"],
                 "confirmed": search["confirmed"]} if search else None,
+        dspy_note=dspy_scores.get("skipped", "not run"),
         search_note=stages.get("instructions", {}).get("result", {}).get("skipped", "not run"),
         examples=_examples(ctx, ctx.config.evaluate.examples),
         images={"reward": _image(work / "reward" / "eval.png"), "evaluate": _image(work / "evaluate" / "eval.png"),

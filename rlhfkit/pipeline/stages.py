@@ -170,12 +170,16 @@ def _machine_labels(ctx: Context, pairs: list[Any], store: Path) -> None:
         from annotation.verifier import VerifierAnnotator
 
         annotator = VerifierAnnotator(mode=spec.mode)
-    tmp = _fresh(store.with_name("store.tmp"))
     with ctx.progress() as progress:
         task = progress.add_task(f"labeling {len(pairs)} pairs ({annotator.name})", total=len(pairs))
         results = annotator.annotate(pairs, on_pair=lambda: progress.advance(task))
-    records = [record for record in results if record is not None]
-    PreferenceStore(tmp).append(records, note=f"rlhfkit run: {annotator.name}")
+    replace_store(store, [record for record in results if record is not None], note=f"rlhfkit run: {annotator.name}")
+
+
+def replace_store(store: Path, records: list[PreferenceRecord], note: str | None = None) -> None:
+    """`store` holding exactly `records`, built aside and renamed into place."""
+    tmp = _fresh(store.with_name("store.tmp"))
+    PreferenceStore(tmp).append(records, note=note)
     _fresh(store)
     tmp.rename(store)
 
@@ -281,6 +285,8 @@ def dspy_scores(ctx: Context) -> dict[str, Any]:
 
     result = score_policies(ctx)
     atomic_write_text(ctx.folder("dspy") / "scores.json", json.dumps(result, indent=1))
+    if "skipped" in result:
+        return {"skipped": result["skipped"]}
     return {name: entry["score"] for name, entry in result["policies"].items()}
 
 
