@@ -27,6 +27,7 @@ from reward.evaluate import grouped_bootstrap_ci
 from reward.ifeval import VerificationError, verify_response
 from reward.protocols import RewardScorer
 from rlhfkit.core.atomic import atomic_path, atomic_write_text
+from rlhfkit.core.local_lm import newest_file_mtime_ns
 
 LEVELS = ("prompt_strict", "prompt_loose", "instruction_strict", "instruction_loose")
 
@@ -48,9 +49,8 @@ def answer(model: str, prompts: Sequence[PromptItem], path: Path, config: Policy
     """Greedy answers by prompt key, generated once into `path` (reused and resumed on later calls).
 
     `path`'s sidecar `.settings.json` records the model and settings; answers made otherwise are never reused."""
-    folder = Path(model)
     # A model retrained in the same folder is another model: its files' times are part of the settings.
-    stamp = max((f.stat().st_mtime_ns for f in folder.iterdir() if f.is_file()), default=0) if folder.is_dir() else 0
+    stamp = newest_file_mtime_ns(model)
     settings = {"model": model, "model_files_mtime": stamp, "max_new_tokens": config.max_new_tokens,
                 "system_prompt": config.system_prompt, "chat_template": config.chat_template,
                 "prompts": sorted(item.key for item in prompts)}

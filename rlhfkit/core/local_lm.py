@@ -120,12 +120,19 @@ def local_lm(model: str = "smollm2-135m-instruct", *, max_new_tokens: int = DEFA
 def weights_stamp(model: str) -> str:
     """"@<newest file time>" for a model folder, else "". DSPy's cache keys on the LM's name: a model retrained in
     the same folder must not be answered from the old model's cache."""
+    stamp = newest_file_mtime_ns(model)
+    return f"@{stamp}" if stamp else ""
+
+
+def newest_file_mtime_ns(model: str) -> int:
+    """The newest modification time of the files in a model folder (0 for a name that is not a folder): a model
+    retrained in place is another model."""
     from pathlib import Path
 
     folder = Path(model).expanduser()
     if not folder.is_dir():
-        return ""
-    return f"@{max((f.stat().st_mtime_ns for f in folder.iterdir() if f.is_file()), default=0)}"
+        return 0
+    return max((f.stat().st_mtime_ns for f in folder.iterdir() if f.is_file()), default=0)
 
 
 def lm_and_adapter(spec: Any, *, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> tuple[Any, Any]:

@@ -46,7 +46,7 @@ def _check_models(config: PipelineConfig) -> None:
     if config.instructions.enabled and config.instructions.lm != "none":
         named.append(("instructions.lm", config.instructions.lm))
     for field, name in named:
-        if field.endswith("_lm") or field == "instructions.lm":
+        if field in ("label.judge_lm", "instructions.lm"):
             if name not in BUNDLED and not name.startswith("local:"):
                 continue  # a LiteLLM model string: served elsewhere
             name = name.removeprefix("local:")

@@ -178,17 +178,19 @@ def _machine_labels(ctx: Context, pairs: list[Any], store: Path) -> None:
 
 def replace_store(store: Path, records: list[PreferenceRecord], note: str | None = None) -> None:
     """`store` holding exactly `records`, built aside and renamed into place."""
-    tmp = _fresh(store.with_name("store.tmp"))
-    PreferenceStore(tmp).append(records, note=note)
-    _fresh(store)
-    tmp.rename(store)
+    _swap_in_store(store, lambda tmp: tmp.append(records, note=note))
 
 
 def _import_file(ctx: Context, store: Path) -> None:
     from preference.ingest import import_file
 
+    _swap_in_store(store, lambda tmp: import_file(ctx.resolve(ctx.config.label.file or ""), tmp))
+
+
+def _swap_in_store(store: Path, fill: Callable[[PreferenceStore], Any]) -> None:
+    """Fill a store beside `store`, then rename it into place: an interrupted fill never leaves half a store."""
     tmp = _fresh(store.with_name("store.tmp"))
-    import_file(ctx.resolve(ctx.config.label.file or ""), PreferenceStore(tmp))
+    fill(PreferenceStore(tmp))
     _fresh(store)
     tmp.rename(store)
 
