@@ -155,6 +155,35 @@ def main() -> None:
         evaluate(test, overrides)
 
 
+def paired_difference(ours: list[float], base: list[float]) -> tuple[float, list[float]]:
+    """Accuracy difference on the same held-out pairs, with a 95% paired bootstrap interval.
+
+    Both margin lists come from `evaluate` over the same records, so they are in the same pair order. Each HH prompt
+    holds one pair here (n_prompt_groups == n_heldout), so resampling pairs is resampling prompt groups.
+    """
+    from reward.evaluate import grouped_bootstrap_ci
+
+    def correct(margins):
+        return [1.0 if m > 0 else 0.5 if m == 0 else 0.0 for m in margins]
+
+    if len(ours) != len(base):
+        raise ValueError(f"the two evaluations saw different pairs ({len(ours)} vs {len(base)})")
+    deltas = [a - b for a, b in zip(correct(ours), correct(base))]
+    low, high = grouped_bootstrap_ci(deltas, list(range(len(deltas))), n_bootstrap=2000, seed=SEED)
+    return sum(deltas) / len(deltas), [low, high]
+
+
+def experiments() -> list[dict]:
+    """Every recipe experiment evaluated so far (WORK/rlhfkit-*/result.json), for the record."""
+    rows = []
+    for path in sorted(WORK.glob("rlhfkit-*/result.json")):
+        data = json.loads(path.read_text())
+        rows.append({"run": path.parent.name, **{key: data[key] for key in (
+            "heldout_accuracy", "ci_low", "ci_high", "ece", "accuracy_minus_baseline", "accuracy_minus_baseline_ci",
+            "recipe") if key in data}})
+    return rows
+
+
 def evaluate(test, overrides: dict) -> None:
     from benchmarks.machine import write_result
     from reward.evaluate import evaluate as evaluate_model
@@ -163,19 +192,22 @@ def evaluate(test, overrides: dict) -> None:
     config = rlhfkit_config(overrides)
     ours = evaluate_model(load_reward_model(Path(config.output_dir) / "model"), test, n_bootstrap=2000, seed=SEED)
     base = evaluate_model(TranscriptScorer(WORK / "baseline" / "model"), test, n_bootstrap=2000, seed=SEED)
-    ours.plot(ROOT / "benchmarks" / "results" / "reward_quality.png")
+    folder = ROOT / "benchmarks" / "results" if not overrides else Path(config.output_dir)
+    ours.plot(folder / "reward_quality.png")
     o, b = ours.to_dict(), base.to_dict()
+    difference, difference_ci = paired_difference(ours.margins, base.margins)
     baseline_meta = json.loads((WORK / "baseline" / "model" / "rlhfkit_reward.json").read_text())["extra"]
     result = {
         "heldout_accuracy": o["accuracy"], "ci_low": o["accuracy_ci"][0], "ci_high": o["accuracy_ci"][1],
         "baseline_trl_accuracy": b["accuracy"], "baseline_ci_low": b["accuracy_ci"][0],
         "baseline_ci_high": b["accuracy_ci"][1],
         "ece": o["calibration"]["ece"], "baseline_ece": b["calibration"]["ece"], "n_heldout": o["counts"]["decisive"],
+        "accuracy_minus_baseline": difference, "accuracy_minus_baseline_ci": difference_ci,
         "recipe": (f"RewardTrainingConfig({', '.join(f'{k}={v!r}' for k, v in sorted(overrides.items()))}): "
                    f"{config.model}, max_length {config.max_length} (truncate, keep latest turns), "
                    f"lr {config.learning_rate:g}, {config.num_train_epochs:g} epochs, batch "
-                   f"{config.per_device_train_batch_size}, center_rewards_coefficient "
-                   f"{config.center_rewards_coefficient}"),
+                   f"{config.per_device_train_batch_size}, pooling {config.pooling}, head_init {config.head_init}, "
+                   f"center_rewards_coefficient {config.center_rewards_coefficient}"),
         "baseline": "plain TRL RewardTrainer, minilm-l6, max_length 512, 2 epochs, TRL defaults, eos_token=[SEP], "
                     "bf16=False (CPU)",
         "baseline_train_pairs_after_trl_filter": baseline_meta["train_pairs_after_trl_filter"],
@@ -183,7 +215,14 @@ def evaluate(test, overrides: dict) -> None:
         "split": "prompt-grouped 80/20, seed 0, HH-RLHF helpful-base test split",
         "rlhfkit_eval": o, "baseline_eval": b,
     }
-    write_result("reward_quality", result)
+    if overrides:  # a recipe experiment: kept beside its model, listed in the default run's JSON
+        from rlhfkit.core.atomic import atomic_write_text
+
+        atomic_write_text(folder / "result.json", json.dumps(result, indent=1))
+        print(f"experiment result: {folder / 'result.json'}")
+    else:
+        result["recipe_experiments"] = experiments()
+        write_result("reward_quality", result)
     print(json.dumps({k: v for k, v in result.items() if not isinstance(v, dict)}, indent=1))
 
 

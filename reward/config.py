@@ -14,6 +14,15 @@ class RewardTrainingConfig:
     model: str = "minilm-l6"
     """Backbone: a bundled short name (`minilm-l6`, `smollm2-135m-instruct`), a local folder, or a Hugging Face id
     in the local cache. A fresh scalar head (num_labels=1) is put on top."""
+    pooling: Literal["auto", "model", "mean"] = "auto"
+    """What the scalar head reads. `mean`: the average of the last hidden states (encoders with a pooler: BERT,
+    MiniLM); `model`: the architecture's own head ([CLS] through BERT's pooler, a decoder's last token); `auto`:
+    mean when the backbone is a sentence-transformers model trained with mean pooling (the bundled MiniLM), else
+    model. See `reward.pooling`."""
+    head_init: Literal["random", "linear_probe"] = "random"
+    """The scalar head's starting weights: `random` (as transformers does), or `linear_probe`: fitted first on
+    frozen features by the pairwise loss, then fine-tuned with the rest (LP-FT; see `reward.linear_probe`). Costs
+    one forward pass over the training pairs."""
     output_dir: str = "runs/reward"
     """Where the final model (`model/`, or `model/member-N/` for an ensemble), `checkpoints/`, `curves*.png`,
     `train_log*.json`, `config.json` and `summary.json` go."""
@@ -82,6 +91,8 @@ class RewardTrainingConfig:
             (self.ensemble >= 1, "ensemble must be at least 1"),
             (0.0 <= self.min_agreement <= 1.0, "min_agreement is a share between 0 and 1"),
             (0.0 <= self.eval_fraction < 1.0, "eval_fraction must be in [0, 1)"),
+            (self.pooling in ("auto", "model", "mean"), "pooling must be 'auto', 'model' or 'mean'"),
+            (self.head_init in ("random", "linear_probe"), "head_init must be 'random' or 'linear_probe'"),
             (self.ties in ("drop", "margin0"), "ties must be 'drop' or 'margin0'"),
             (self.both_bad in ("drop", "tie"), "both_bad must be 'drop' or 'tie' (KTO negatives do not apply)"),
             (self.aggregate in ("majority", "unanimous", "weighted", "none"), "aggregate must be majority, "

@@ -19,6 +19,7 @@ class RewardMeta:
     max_length: int  # the token limit training used; scoring truncates the same way (reward.text.encode)
     temperature: float = 1.0  # calibration: P(a > b) = sigmoid((r_a - r_b) / temperature)
     lora: bool = False  # saved as a PEFT adapter (with its score head in modules_to_save) on top of `backbone`
+    pooling: str | None = None  # "mean" or "model" (reward.pooling); None: as the model's config.json says
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)  # training facts (data, counts, seed, ...)
 
     def save(self, folder: str | Path) -> None:

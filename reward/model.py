@@ -9,8 +9,8 @@ Inputs are `input_ids` and `attention_mask` only, as TRL's reward collator build
 
 Scoring is length-sorted and dynamically padded: pairs are ordered by token count so each batch pads to a length
 close to its own members', and results go back in the caller's order. Padding is on the right; decoder classifiers
-(Llama, ...) read the last token that is not `pad_token_id`, encoders the [CLS] token, so either way padding never
-changes a score beyond float rounding.
+(Llama, ...) read the last token that is not `pad_token_id`, encoders the [CLS] token or the mean over real tokens
+(`reward.pooling`), so padding never changes a score beyond float rounding.
 
 Loading refuses, with a `RewardModelError`, anything that would silently give random rewards: a model that is not a
 sequence classifier or whose head weights are missing from the checkpoint (transformers would initialise them at
@@ -35,6 +35,7 @@ import torch
 from preference.schema import Prompt
 from reward.meta import FILE as META_FILE
 from reward.meta import RewardMeta
+from reward.pooling import apply_pooling, saved_pooling
 from reward.text import encode
 from rlhfkit.core.atomic import atomic_dir
 from rlhfkit.core.registry import ModelNotFoundError, resolve_model
@@ -225,7 +226,11 @@ class RewardModel:
             kwargs: dict[str, Any] = {"output_loading_info": True}
             if dtype is not None:
                 kwargs["dtype"] = dtype
-            model, info = AutoModelForSequenceClassification.from_pretrained(source, **kwargs)
+            pooling = saved_pooling(config, meta.pooling if meta is not None else None)
+            with _quiet_transformers() if pooling == "mean" else contextlib.nullcontext():
+                # Mean-pooled models are saved without BERT's unused pooler weights: no "newly initialised" report.
+                model, info = AutoModelForSequenceClassification.from_pretrained(source, **kwargs)
+            apply_pooling(model, pooling)
             head = set(_head_names(model.config))
             missing = sorted(head & set(info.get("missing_keys", ())))
             if missing:  # checkpoints we could not read above (.bin files)
@@ -401,6 +406,7 @@ def _load_adapter(where: str, folder: Path, meta: RewardMeta | None, dtype: torc
             "train with modules_to_save set to the head so the trained head is saved with the adapter"
         )
     model = PeftModel.from_pretrained(base, str(folder)).merge_and_unload()
+    apply_pooling(model, saved_pooling(model.config, meta.pooling if meta is not None else None))
     if meta is None:
         limit = getattr(tokenizer, "model_max_length", None) or DEFAULT_MAX_LENGTH_CAP
         meta = RewardMeta(backbone=backbone, max_length=min(int(limit), DEFAULT_MAX_LENGTH_CAP), lora=True)

@@ -23,7 +23,10 @@ from trl import RewardConfig, RewardTrainer
 from preference.schema import PreferenceRecord, prompt_key
 from reward.config import RewardTrainingConfig
 from reward.data import PreparedData, prepare
+from reward.linear_probe import init_head_from_probe
 from reward.meta import RewardMeta
+from reward.pooling import CONFIG_KEY as POOLING_KEY
+from reward.pooling import apply_pooling, resolve_pooling
 from rlhfkit.core.atomic import atomic_dir, atomic_write_text
 from rlhfkit.core.errors import TrainingDiverged
 from rlhfkit.core.registry import resolve_model
@@ -62,14 +65,14 @@ def load_tokenizer_with_pad(path: str) -> Any:
     return tokenizer
 
 
-def load_backbone(path: str, tokenizer: Any) -> torch.nn.Module:
+def load_backbone(path: str, tokenizer: Any, pooling: str = "model") -> torch.nn.Module:
     try:
         model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
-    except ValueError as exc:  # transformers: "Unrecognized configuration class ... for AutoModelForSequenceClassification"
+    except ValueError as exc:  # "Unrecognized configuration class ... for AutoModelForSequenceClassification"
         raise ValueError(f"{path}: this architecture cannot take a sequence-classification (reward) head: {exc}") \
             from exc
     model.config.pad_token_id = tokenizer.pad_token_id
-    return model
+    return apply_pooling(model, resolve_pooling(pooling, path, model))
 
 
 def _split_eval(data: PreparedData, fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
@@ -157,7 +160,11 @@ def _train_member(config: RewardTrainingConfig, path: str, tokenizer: Any, train
     out = Path(config.output_dir)
     checkpoints = out / "checkpoints" / name
     torch.manual_seed(seed)
-    model = load_backbone(path, tokenizer)
+    model = load_backbone(path, tokenizer, config.pooling)
+    last = last_complete_checkpoint(checkpoints) if config.resume else None
+    # Resuming loads the checkpoint's head: no probe to fit.
+    probe = init_head_from_probe(model, tokenizer, train_rows) if config.head_init == "linear_probe" and not last \
+        else {}
     trainer = RewardTrainer(
         model=model,
         args=_trl_config(config, checkpoints, seed, bool(eval_rows)),
@@ -167,16 +174,16 @@ def _train_member(config: RewardTrainingConfig, path: str, tokenizer: Any, train
         peft_config=_peft_config(config),
         callbacks=[StopOnNonFiniteLoss()],
     )
-    last = last_complete_checkpoint(checkpoints)
-    if config.resume and last:
+    if last:
         log.info("resuming %s from %s", name, last)
-    output = trainer.train(resume_from_checkpoint=last if config.resume and last else None)
+    output = trainer.train(resume_from_checkpoint=last)
     if trainer.accelerator.is_main_process:  # several processes (accelerate launch): one writes
         with atomic_dir(final) as tmp:
             trainer.model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
             RewardMeta(backbone=config.model, max_length=config.max_length, lora=config.lora,
-                       extra={"seed": seed, "data": data_summary, "train_metrics": output.metrics}).save(tmp)
+                       pooling=getattr(model.config, POOLING_KEY, "model"),
+                       extra={"seed": seed, "data": data_summary, "train_metrics": output.metrics, **probe}).save(tmp)
         _save_curves(trainer.state.log_history, out, "" if name == "single" else f"-{name}")
     trainer.accelerator.wait_for_everyone()
     return output.metrics

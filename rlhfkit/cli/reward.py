@@ -12,6 +12,7 @@ from rich.table import Table
 
 from preference.importers import ImportOptions
 from preference.pairs import read_pairs
+from reward.config import RewardTrainingConfig
 from rlhfkit.cli.console import console, fail, summary_table
 from rlhfkit.cli.data import load_records
 from rlhfkit.core.atomic import atomic_write_text, write_jsonl
@@ -32,6 +33,11 @@ def train(
     epochs: Annotated[float, typer.Option(help="Training epochs.")] = 2.0,
     learning_rate: Annotated[float, typer.Option(help="Peak learning rate.")] = 3e-5,
     batch_size: Annotated[int, typer.Option(help="Pairs per optimiser step (per device).")] = 16,
+    pooling: Annotated[str, typer.Option(help="What the head reads: 'mean' of the token states, the architecture's "
+                                         "own head ('model'), or 'auto' (mean for sentence-transformers "
+                                         "backbones such as MiniLM).")] = RewardTrainingConfig.pooling,
+    head_init: Annotated[str, typer.Option(help="'linear_probe': fit the head on frozen features first (LP-FT), "
+                                           "or 'random'.")] = RewardTrainingConfig.head_init,
     ties: Annotated[str, typer.Option(help="'drop' or 'margin0'.")] = "drop",
     both_bad: Annotated[str, typer.Option(help="'drop' or 'tie'.")] = "drop",
     lora: Annotated[bool, typer.Option(help="Train LoRA adapters (the head is trained and saved in full).")] = False,
@@ -41,14 +47,14 @@ def train(
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --output-dir.")] = False,
 ) -> None:
     """Train a reward model with TRL's RewardTrainer (strength as margin, ties by policy, nothing silently dropped)."""
-    from reward.config import RewardTrainingConfig
     from reward.train import train_reward_model
 
     config = RewardTrainingConfig(model=model, output_dir=str(output_dir), max_length=max_length,
                                   num_train_epochs=epochs, learning_rate=learning_rate,
                                   per_device_train_batch_size=batch_size, ties=ties,  # type: ignore[arg-type]
                                   both_bad=both_bad, lora=lora, ensemble=ensemble,  # type: ignore[arg-type]
-                                  seed=seed, eval_fraction=eval_fraction, resume=resume)
+                                  seed=seed, eval_fraction=eval_fraction, resume=resume,
+                                  pooling=pooling, head_init=head_init)  # type: ignore[arg-type]
     config.validate()  # bad options fail before the data is read
     records, _ = load_records(data, None, ImportOptions())
     result = train_reward_model(records, config)
