@@ -9,8 +9,10 @@ the same held-out pairs with `reward.evaluate` (accuracy, bootstrap CI by prompt
   512, 2 epochs, every other setting TRL's default. Two changes are needed just to run: MiniLM has no EOS token and
   TRL crashes without one (`eos_token="[SEP]"`), and TRL defaults to bf16, which a CPU cannot do (`bf16=False`).
   TRL drops pairs longer than 512 tokens.
-- rlhfkit: `reward.train.train_reward_model` with `RewardTrainingConfig()` defaults (MiniLM, pairs truncated to
-  256 tokens keeping the latest turns, lr 3e-5, 2 epochs).
+- rlhfkit: `reward.train.train_reward_model` with `RewardTrainingConfig()` defaults (MiniLM mean-pooled as it was
+  trained, the head started from a linear probe, pairs truncated to 256 tokens keeping the latest turns, lr 3e-5,
+  2 epochs). `--set FIELD=VALUE` trains a recipe experiment in its own folder; its result.json stays there and the
+  default run's JSON lists every experiment evaluated so far (`recipe_experiments`).
 
 Writes benchmarks/results/reward_quality.json (heldout_accuracy, ci_low, ci_high, baseline_trl_accuracy, ece,
 n_heldout, machine, ...) and benchmarks/results/reward_quality.png. Needs ../shared/data (read in place).
@@ -173,6 +175,19 @@ def paired_difference(ours: list[float], base: list[float]) -> tuple[float, list
     return sum(deltas) / len(deltas), [low, high]
 
 
+def trained_recipe(folder: Path) -> str:
+    """The settings the model in `folder` was trained with, from its run's config.json (not today's defaults)."""
+    saved = json.loads((folder / "config.json").read_text())
+    # Runs from before these fields existed trained the way their absence meant: the [CLS] head, a random start.
+    saved.setdefault("pooling", "model")
+    saved.setdefault("head_init", "random")
+    return (f"{saved['model']}, max_length {saved['max_length']} (truncate, keep latest turns), lr "
+            f"{saved['learning_rate']:g}, {saved['num_train_epochs']:g} epochs, batch "
+            f"{saved['per_device_train_batch_size']}, pooling {saved['pooling']}, head_init {saved['head_init']}, "
+            f"center_rewards_coefficient {saved['center_rewards_coefficient']}, gradient_checkpointing "
+            f"{saved.get('gradient_checkpointing', True)}")
+
+
 def experiments() -> list[dict]:
     """Every recipe experiment evaluated so far (WORK/rlhfkit-*/result.json), for the record."""
     rows = []
@@ -204,10 +219,7 @@ def evaluate(test, overrides: dict) -> None:
         "ece": o["calibration"]["ece"], "baseline_ece": b["calibration"]["ece"], "n_heldout": o["counts"]["decisive"],
         "accuracy_minus_baseline": difference, "accuracy_minus_baseline_ci": difference_ci,
         "recipe": (f"RewardTrainingConfig({', '.join(f'{k}={v!r}' for k, v in sorted(overrides.items()))}): "
-                   f"{config.model}, max_length {config.max_length} (truncate, keep latest turns), "
-                   f"lr {config.learning_rate:g}, {config.num_train_epochs:g} epochs, batch "
-                   f"{config.per_device_train_batch_size}, pooling {config.pooling}, head_init {config.head_init}, "
-                   f"center_rewards_coefficient {config.center_rewards_coefficient}"),
+                   + trained_recipe(Path(config.output_dir))),
         "baseline": "plain TRL RewardTrainer, minilm-l6, max_length 512, 2 epochs, TRL defaults, eos_token=[SEP], "
                     "bf16=False (CPU)",
         "baseline_train_pairs_after_trl_filter": baseline_meta["train_pairs_after_trl_filter"],

@@ -19,10 +19,10 @@ class RewardTrainingConfig:
     MiniLM); `model`: the architecture's own head ([CLS] through BERT's pooler, a decoder's last token); `auto`:
     mean when the backbone is a sentence-transformers model trained with mean pooling (the bundled MiniLM), else
     model. See `reward.pooling`."""
-    head_init: Literal["random", "linear_probe"] = "random"
-    """The scalar head's starting weights: `random` (as transformers does), or `linear_probe`: fitted first on
-    frozen features by the pairwise loss, then fine-tuned with the rest (LP-FT; see `reward.linear_probe`). Costs
-    one forward pass over the training pairs."""
+    head_init: Literal["random", "linear_probe"] = "linear_probe"
+    """The scalar head's starting weights: `linear_probe` fits it first on frozen features by the pairwise loss,
+    then fine-tunes it with the rest (LP-FT; see `reward.linear_probe`), at the cost of one forward pass over the
+    training pairs; `random` starts from transformers' random initialisation, as plain TRL does."""
     output_dir: str = "runs/reward"
     """Where the final model (`model/`, or `model/member-N/` for an ensemble), `checkpoints/`, `curves*.png`,
     `train_log*.json`, `config.json` and `summary.json` go."""

@@ -3,9 +3,10 @@
 Hugging Face's BERT classifier reads the [CLS] token through BERT's pooler (dense + tanh). A sentence-transformers
 backbone such as all-MiniLM-L6-v2 (rlhfkit's default) was trained for mean pooling instead: its [CLS] state and
 pooler weights are left over from pre-training and were never trained to summarise the text. On HH-RLHF pairs a
-linear probe on frozen MiniLM features reaches 0.62 with mean pooling and 0.58 with the pooler, and fine-tuning keeps
-the lead (benchmarks/reward_quality.py). So `pooling="auto"` uses mean pooling when the backbone's own
-sentence-transformers config says it was trained that way, and the architecture's head otherwise.
+linear probe on frozen MiniLM features reaches 0.62 with mean pooling and 0.58 with the pooler; after full
+fine-tuning the two are within noise of each other (docs/reward.md). So `pooling="auto"` uses the pooling the
+backbone was trained with: mean when its own sentence-transformers config says so, the architecture's head
+otherwise. Frozen or lightly tuned backbones (LoRA, a linear-probe head start) gain the most.
 
 Mean pooling replaces the base model's `pooler` module (BERT family: BERT, MiniLM, ...) with `MaskedMeanPooler`,
 which averages the last hidden states over real tokens; the attention mask reaches it through a forward pre-hook on

@@ -71,6 +71,7 @@ def test_trl_training_learns_an_easy_preference_and_saves_everything(trained):
     log = json.loads((out / "train_log.json").read_text())
     assert any("loss" in entry for entry in log)
     assert model.meta.max_length == 64 and model.meta.extra["data"]["pairs"] == 128
+    assert "probe_train_accuracy" in model.meta.extra  # the default head start is a linear probe (LP-FT)
 
 
 def test_saved_model_reloads_and_scores_identically(trained, tmp_path):
