@@ -8,10 +8,14 @@ What it measures. `../shared/data/ifeval/input_data.jsonl` (541 prompts, read in
 task model is the bundled SmolLM2-135M-Instruct answering one DSPy program, `dspy.Predict(Respond)` (prompt ->
 response) through rlhfkit's `PlainAdapter`, greedily with 64 new tokens; only its instruction changes. Fitness
 is `reward.dspy_metrics.InstructionFollowingMetric` (IFEval verifier, loose: the share of a prompt's instructions
-the answer follows; no reward model). Each method starts from the default instruction below and gets the same
-budget of policy calls (120) and the same proposer / reflection LM (the same bundled SmolLM2, 160 new tokens):
+the answer follows; no reward model). Each method starts from the default instruction, the one DSPy gives the
+signature ("Given the fields `prompt`, produce the fields `response`."), and gets the same budget of policy calls
+(120) and the same proposer / reflection LM (the same bundled SmolLM2, 160 new tokens). rlhfkit's optimizer is told
+the task as "Respond to the user's request." (its `task` argument):
 
 - `default`: the default instruction, no search (0 calls);
+- `handwritten`: a best-practice instruction written by hand (HANDWRITTEN_INSTRUCTION), no search: a reference
+  point, not a method (an earlier version of this benchmark started every method from it);
 - `rlhfkit_evolution`: `EvolutionaryInstructionOptimizer` (population 6, elite 2, generations until the budget
   ends; it confirms its winner on 30% of its prompts inside the budget);
 - `dspy_instruction_tuner`: rlhfkit's `DSPyInstructionTuner` (rounds until the budget ends);
@@ -80,7 +84,11 @@ WORK = ROOT / "benchmarks" / ".work" / "instruction_optimization"
 NAME = "instruction_optimization"
 MODEL = "smollm2-135m-instruct"
 SEED = 0
-DEFAULT_INSTRUCTION = "Answer the request and follow every instruction in it about format, length and wording."
+# What rlhfkit's optimizer is told the task is (`optimize(task, examples)`); the DSPy optimizers see the signature.
+TASK = "Respond to the user's request."
+# A best-practice instruction written by hand (explicit, names what to respect): reported for reference, 0 calls.
+HANDWRITTEN_INSTRUCTION = ("Answer the request and follow every instruction in it about format, length and "
+                           "wording.")
 METHODS = ("rlhfkit_evolution", "dspy_instruction_tuner", "copro", "mipro_v2", "gepa")
 DSPY_OWN = ("copro", "mipro_v2", "gepa")  # "the best DSPy optimizer" is the best of these
 N_BOOTSTRAP = 2000
@@ -97,6 +105,7 @@ class Settings:
     proposer_tokens: int = 160
     mipro_candidates: int = 6
     seed: int = SEED
+    start: str = "dspy_signature_default"  # the instruction every method starts from (DEFAULT_INSTRUCTION)
 
 
 SMOKE = Settings(budget=16, train_prompts=8, heldout_prompts=4, scoring_prompts=4, max_new_tokens=16,
@@ -167,10 +176,13 @@ class SmallModelAdapter(PlainAdapter):
 
 
 class Respond(dspy.Signature):
-    """Answer the request and follow every instruction in it about format, length and wording."""
-
     prompt: str = dspy.InputField()
     response: str = dspy.OutputField()
+
+
+# Every method starts from the instruction DSPy gives this signature by default ("Given the fields `prompt`,
+# produce the fields `response`."): what a user has before optimising anything.
+DEFAULT_INSTRUCTION = Respond.instructions
 
 
 def task_program(instruction: str) -> dspy.Predict:
@@ -227,7 +239,7 @@ def run_rlhfkit_evolution(ctx: Context) -> dict[str, Any]:
     config = EvolutionConfig(population_size=6, generations=max(1, s.budget // len(ctx.scoring)), elite=2,
                              held_out=0.3, seed=s.seed, state_path=str(ctx.work / "rlhfkit_evolution.search.json"))
     optimizer = EvolutionaryInstructionOptimizer(evaluator, config, lm=ctx.proposer, adapter=ctx.adapter)
-    result = optimizer.optimize(DEFAULT_INSTRUCTION, ctx.scoring, DEFAULT_INSTRUCTION)
+    result = optimizer.optimize(TASK, ctx.scoring, DEFAULT_INSTRUCTION)
     return {"instruction": result.best_instruction, "policy_calls": evaluator.spent,
             "search_score": result.train_score, "confirmed": result.confirmed, "lm_failures": result.lm_failures,
             "history": [{k: h[k] for k in ("generation", "best", "mean", "policy_calls", "best_instruction")}
@@ -431,8 +443,8 @@ CALLS_TO_MATCH_HOW = (
     "returns is scored in heldout_score.")
 
 
-COLORS = {"default": "tab:grey", "rlhfkit_evolution": "tab:green", "dspy_instruction_tuner": "tab:olive",
-          "copro": "tab:red", "mipro_v2": "tab:blue", "gepa": "tab:orange"}
+COLORS = {"default": "tab:grey", "handwritten": "tab:brown", "rlhfkit_evolution": "tab:green",
+          "dspy_instruction_tuner": "tab:olive", "copro": "tab:red", "mipro_v2": "tab:blue", "gepa": "tab:orange"}
 
 
 def plot(result: dict[str, Any], path: Path) -> Path:
@@ -571,8 +583,11 @@ def main() -> None:
     print("== held-out evaluation (not counted in any budget)", flush=True)
     held = HeldOut(inner, settings, heldout, work / "heldout.json")
     baseline = held.scores(DEFAULT_INSTRUCTION)
-    report: dict[str, dict[str, Any]] = {"default": {"instruction": DEFAULT_INSTRUCTION, "policy_calls": 0,
-                                                     **summarise(held, DEFAULT_INSTRUCTION, baseline)}}
+    report: dict[str, dict[str, Any]] = {
+        "default": {"instruction": DEFAULT_INSTRUCTION, "policy_calls": 0,
+                    **summarise(held, DEFAULT_INSTRUCTION, baseline)},
+        "handwritten": {"instruction": HANDWRITTEN_INSTRUCTION, "policy_calls": 0,
+                        **summarise(held, HANDWRITTEN_INSTRUCTION, baseline)}}
     for name, r in methods.items():
         report[name] = {**r, **summarise(held, r["instruction"], baseline)} if "instruction" in r else dict(r)
     curve = rlhfkit_curve(held, report["rlhfkit_evolution"]) if "history" in report.get("rlhfkit_evolution", {}) \
@@ -600,6 +615,8 @@ def main() -> None:
                  f"{len(heldout)} held-out prompts",
         "n_train": len(pool), "n_scoring": settings.scoring_prompts, "n_heldout": len(heldout),
         "default_instruction": DEFAULT_INSTRUCTION,
+        "handwritten_instruction": HANDWRITTEN_INSTRUCTION,
+        "rlhfkit_task": TASK,
         "methods": report,
         "rlhfkit_curve": curve,
         "calls_to_match_best_dspy_how": CALLS_TO_MATCH_HOW,
