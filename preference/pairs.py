@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from preference.errors import DataError, Issue
 from preference.importers.base import ImportOptions, container_of, read_container
 from preference.importers.generic import text_or_chat
-from preference.schema import Prompt, PreferenceRecord, pair_id
+from preference.schema import PreferenceRecord, Prompt, pair_id
 from preference.validation import RowContext, check_prompt, check_text
 from rlhfkit.core.atomic import write_jsonl
 

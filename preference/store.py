@@ -61,7 +61,8 @@ class PreferenceStore:
             found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
             raise StoreError(f"{file}: not an rlhfkit preference store (format={found!r})")
         if manifest.get("version", 0) > VERSION:
-            raise StoreError(f"{file}: store version {manifest['version']} is newer than this rlhfkit reads ({VERSION})")
+            raise StoreError(f"{file}: store version {manifest['version']} is newer than this rlhfkit reads "
+                             f"({VERSION})")
         shards = manifest.get("shards")
         if not isinstance(shards, list) or not all(isinstance(s, dict) and isinstance(s.get("file"), str)
                                                    for s in shards):

@@ -12,7 +12,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # before transformers is imported: nothing h
 
 import pytest
 import torch
-from transformers import AutoTokenizer, BertModel, LlamaConfig, LlamaForSequenceClassification
+from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
 
 from reward.meta import FILE as META_FILE
 from reward.meta import RewardMeta

@@ -169,7 +169,8 @@ def test_reward_cli_trains_evaluates_and_scores(backbone, tmp_path):
     assert report["counts"]["decisive"] == 40 and report["accuracy"] >= 0.8
     assert (tmp_path / "ev" / "eval.png").read_bytes()[:4] == b"\x89PNG"
     write_pairs([Pair("Q", "river kind", "river rude")], tmp_path / "p.jsonl")
-    scored = runner.invoke(app, ["reward", "score", str(model), str(tmp_path / "p.jsonl"), "-o", str(tmp_path / "s.jsonl")])
+    scored = runner.invoke(app, ["reward", "score", str(model), str(tmp_path / "p.jsonl"),
+                                 "-o", str(tmp_path / "s.jsonl")])
     assert scored.exit_code == 0, scored.output
     (row,) = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
     assert row["r_a"] > row["r_b"] and row["p_a"] > 0.5

@@ -15,7 +15,9 @@ from rich.table import Table
 from annotation.labelstudio.accounts import invite as invite_user
 from annotation.labelstudio.client import KEY_ENV, URL_ENV, LabelStudioClient, LabelStudioError
 from annotation.labelstudio.server import LocalServer, connect_running, server_file
-from annotation.labelstudio.sync import ensure_project, open_project, pull as pull_project, push as push_pairs, status
+from annotation.labelstudio.sync import ensure_project, open_project, status
+from annotation.labelstudio.sync import pull as pull_project
+from annotation.labelstudio.sync import push as push_pairs
 from preference.errors import DataError
 from preference.pairs import Pair, pairs_from_records, read_pairs
 from preference.store import PreferenceStore, StoreError
