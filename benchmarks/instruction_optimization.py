@@ -105,7 +105,6 @@ class Settings:
     proposer_tokens: int = 160
     mipro_candidates: int = 6
     seed: int = SEED
-    start: str = "dspy_signature_default"  # the instruction every method starts from (DEFAULT_INSTRUCTION)
 
 
 SMOKE = Settings(budget=16, train_prompts=8, heldout_prompts=4, scoring_prompts=4, max_new_tokens=16,
@@ -502,7 +501,8 @@ def check_settings(work: Path, settings: Settings) -> None:
     """Cached methods are reused only under the settings that made them."""
     from rlhfkit.core.atomic import atomic_write_text
 
-    path, current = work / "settings.json", dataclasses.asdict(settings)
+    # The start instruction is part of what made them: a run from another start must not reuse them.
+    path, current = work / "settings.json", {**dataclasses.asdict(settings), "start": DEFAULT_INSTRUCTION}
     if path.exists() and json.loads(path.read_text()) != current:
         sys.exit(f"{work} holds results made with other settings ({path}); delete the folder or run with those")
     atomic_write_text(path, json.dumps(current))

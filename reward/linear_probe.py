@@ -12,6 +12,7 @@ features (L-BFGS, full batch: a few thousand rows of a few hundred floats).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -82,22 +83,40 @@ def fit_pairwise_probe(chosen: torch.Tensor, rejected: torch.Tensor, margins: to
     return weights.detach()
 
 
-def init_head_from_probe(model: Any, tokenizer: Any, rows: list[dict[str, Any]]) -> dict[str, float]:
-    """Set the head to the linear probe fitted on `rows` (chosen_ids, rejected_ids, optional margin); returns the
-    probe's training accuracy and loss for the log."""
+@dataclasses.dataclass(frozen=True)
+class ProbeFit:
+    weights: torch.Tensor  # the head's weight row
+    stats: dict[str, float]  # probe_train_accuracy, probe_train_loss (saved in rlhfkit_reward.json)
+
+
+def fit_head_probe(model: Any, tokenizer: Any, rows: list[dict[str, Any]]) -> ProbeFit:
+    """The linear probe on `rows` (chosen_ids, rejected_ids, optional margin) over `model`'s frozen features.
+
+    The features depend only on the backbone's pretrained weights, so an ensemble fits it once for all members."""
     was_training = model.training
     chosen = head_inputs(model, tokenizer, [row["chosen_ids"] for row in rows])
     rejected = head_inputs(model, tokenizer, [row["rejected_ids"] for row in rows])
+    model.train(was_training)
     margins = torch.tensor([float(row.get("margin", 0.0)) for row in rows])
     weights = fit_pairwise_probe(chosen, rejected, margins)
+    diff = (chosen - rejected) @ weights
+    stats = {"probe_train_accuracy": float((diff > 0).float().mean()),
+             "probe_train_loss": float(torch.nn.functional.softplus(-(diff - margins)).mean())}
+    log.info("linear probe for the head: %s", stats)
+    return ProbeFit(weights, stats)
+
+
+def set_head(model: Any, weights: torch.Tensor) -> None:
+    """Put the probe's weights into `model`'s scalar head (bias zero: pairwise training never sees it)."""
     head = head_module(model)
     with torch.no_grad():
         head.weight.copy_(weights.to(head.weight.dtype).unsqueeze(0))
         if head.bias is not None:
             head.bias.zero_()
-    model.train(was_training)
-    diff = (chosen - rejected) @ weights
-    stats = {"probe_train_accuracy": float((diff > 0).float().mean()),
-             "probe_train_loss": float(torch.nn.functional.softplus(-(diff - margins)).mean())}
-    log.info("head initialised from a linear probe: %s", stats)
-    return stats
+
+
+def init_head_from_probe(model: Any, tokenizer: Any, rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Fit the probe on `rows` and set `model`'s head to it; returns the probe's training accuracy and loss."""
+    fit = fit_head_probe(model, tokenizer, rows)
+    set_head(model, fit.weights)
+    return fit.stats

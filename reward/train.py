@@ -23,10 +23,9 @@ from trl import RewardConfig, RewardTrainer
 from preference.schema import PreferenceRecord, prompt_key
 from reward.config import RewardTrainingConfig
 from reward.data import PreparedData, prepare
-from reward.linear_probe import init_head_from_probe
+from reward.linear_probe import ProbeFit, fit_head_probe, set_head
 from reward.meta import RewardMeta
-from reward.pooling import CONFIG_KEY as POOLING_KEY
-from reward.pooling import apply_pooling, resolve_pooling
+from reward.pooling import apply_pooling, resolve_pooling, saved_pooling
 from rlhfkit.core.atomic import atomic_dir, atomic_write_text
 from rlhfkit.core.errors import TrainingDiverged
 from rlhfkit.core.registry import resolve_model
@@ -155,16 +154,19 @@ def _save_curves(history: list[dict[str, Any]], folder: Path, suffix: str) -> No
 
 
 def _train_member(config: RewardTrainingConfig, path: str, tokenizer: Any, train_rows: list[dict],
-                  eval_rows: list[dict], name: str, final: Path, seed: int, data_summary: dict[str, Any]
-                  ) -> dict[str, Any]:
+                  eval_rows: list[dict], name: str, final: Path, seed: int, data_summary: dict[str, Any],
+                  probe: list[ProbeFit]) -> dict[str, Any]:
     out = Path(config.output_dir)
     checkpoints = out / "checkpoints" / name
     torch.manual_seed(seed)
     model = load_backbone(path, tokenizer, config.pooling)
     last = last_complete_checkpoint(checkpoints) if config.resume else None
-    # Resuming loads the checkpoint's head: no probe to fit.
-    probe = init_head_from_probe(model, tokenizer, train_rows) if config.head_init == "linear_probe" and not last \
-        else {}
+    stats: dict[str, float] = {}
+    if config.head_init == "linear_probe" and not last:  # resuming loads the checkpoint's head: nothing to fit
+        if not probe:  # members share one backbone, hence one probe: fit it for the first member only
+            probe.append(fit_head_probe(model, tokenizer, train_rows))
+        set_head(model, probe[0].weights)
+        stats = probe[0].stats
     trainer = RewardTrainer(
         model=model,
         args=_trl_config(config, checkpoints, seed, bool(eval_rows)),
@@ -182,8 +184,8 @@ def _train_member(config: RewardTrainingConfig, path: str, tokenizer: Any, train
             trainer.model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
             RewardMeta(backbone=config.model, max_length=config.max_length, lora=config.lora,
-                       pooling=getattr(model.config, POOLING_KEY, "model"),
-                       extra={"seed": seed, "data": data_summary, "train_metrics": output.metrics, **probe}).save(tmp)
+                       pooling=saved_pooling(model.config, None),
+                       extra={"seed": seed, "data": data_summary, "train_metrics": output.metrics, **stats}).save(tmp)
         _save_curves(trainer.state.log_history, out, "" if name == "single" else f"-{name}")
     trainer.accelerator.wait_for_everyone()
     return output.metrics
@@ -204,6 +206,7 @@ def train_reward_model(records: list[PreferenceRecord], config: RewardTrainingCo
     _trl_config(config, out / "checkpoints", config.seed, False)
     prepare_run_dir(out, config.resume, dataclasses.asdict(config))
     members, metrics = [], []
+    probe: list[ProbeFit] = []  # the head's linear probe, fitted by the first member that needs it
     for index in range(config.ensemble):
         name = f"member-{index}" if config.ensemble > 1 else "single"
         final = out / "model" / name if config.ensemble > 1 else out / "model"
@@ -211,7 +214,7 @@ def train_reward_model(records: list[PreferenceRecord], config: RewardTrainingCo
             log.info("%s already finished; skipping", name)
         else:
             metrics.append(_train_member(config, path, tokenizer, train_rows, eval_rows, name, final,
-                                         config.seed + index, data.summary()))
+                                         config.seed + index, data.summary(), probe))
         members.append(final)
     summary = {"data": data.summary(), "members": [str(m) for m in members], "metrics": metrics}
     if is_main_process():

@@ -10,11 +10,11 @@ import torch
 from transformers import LlamaConfig, LlamaForSequenceClassification
 
 from reward.config import RewardTrainingConfig
+from reward.data import prepare
 from reward.linear_probe import head_inputs, head_module, init_head_from_probe
 from reward.meta import RewardMeta
 from reward.model import RewardModel, load_reward_model
 from reward.pooling import MaskedMeanPooler, apply_pooling, resolve_pooling
-from reward.text import encode
 from reward.train import load_backbone, load_tokenizer_with_pad, train_reward_model
 from rlhfkit.core.registry import resolve_model
 from rlhfkit.core.tiny import save_tiny, tiny_encoder
@@ -28,13 +28,7 @@ def backbone(tmp_path_factory):
 
 
 def rows_for(records, tokenizer) -> list[dict]:
-    rows = []
-    for record in records:
-        good, bad = ((record.response_a, record.response_b) if record.label == "a"
-                     else (record.response_b, record.response_a))
-        rows.append({"chosen_ids": encode(tokenizer, record.prompt, good, 64).input_ids,
-                     "rejected_ids": encode(tokenizer, record.prompt, bad, 64).input_ids})
-    return rows
+    return prepare(records, tokenizer, RewardTrainingConfig(max_length=64)).rows
 
 
 def test_auto_pooling_follows_the_backbones_own_training(backbone):
