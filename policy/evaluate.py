@@ -36,7 +36,10 @@ LEVELS = ("prompt_strict", "prompt_loose", "instruction_strict", "instruction_lo
 class PolicyEvalConfig:
     max_new_tokens: int = 256
     """Answer length limit (greedy decoding)."""
-    batch_size: int = 8
+    batch_size: int | None = None
+    """Prompts per generation chunk (default: the engine's, see `policy.generate.GenerationConfig`)."""
+    backend: str = "auto"
+    """Generation engine: auto, transformers, vllm-server or vllm (see `policy.generate`)."""
     system_prompt: str | None = None
     """The system instruction the policy is used with (the same for the policy and the reference)."""
     n_bootstrap: int = 2000
@@ -63,7 +66,8 @@ def answer(model: str, prompts: Sequence[PromptItem], path: Path, config: Policy
         generation = GenerationConfig(model=model, num_candidates=1, temperature=0.0,
                                       max_new_tokens=config.max_new_tokens, batch_size=config.batch_size,
                                       seed=config.seed, system_prompt=config.system_prompt, device=config.device,
-                                      chat_template=config.chat_template, backend="transformers")
+                                      chat_template=config.chat_template,
+                                      backend=config.backend)  # type: ignore[arg-type]
         generate_candidates(prompts, generation, path)
     return {row["key"]: row["candidates"][0] for row in read_candidates(path)}
 

@@ -10,7 +10,12 @@
   run resumes and produces the same file as an uninterrupted one. The finished file is renamed into place.
 - **Prompts too long** for the model's context (with room for `max_new_tokens`) are skipped and counted, never cut
   silently.
-- **vLLM.** `backend="vllm"` (or `"auto"` with vLLM installed and a GPU) samples with vLLM instead, same output format.
+- **Engines.** `backend="vllm-server"` samples with vLLM served from its own virtualenv (`rlhfkit.core.vllm_server`:
+  the CPU build in CI, the CUDA build on GPUs, one code path), `"vllm"` with vLLM imported in this process (a GPU
+  machine whose main virtualenv has vllm), `"transformers"` with `transformers.generate` (always there).
+  `"auto"` takes the first of vllm, vllm-server, transformers that is installed, and falls back to transformers
+  (logged) when an engine fails to start. Engines get the same token ids (the chat template is applied here), a seed
+  per prompt, and write the same rows; a resumed file is never continued by another engine.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,6 +37,10 @@ from policy.prompts import PromptItem
 from rlhfkit.core.checks import require
 
 log = logging.getLogger(__name__)
+
+
+BACKENDS = ("auto", "transformers", "vllm", "vllm-server")
+DEFAULT_BATCH = {"transformers": 8, "vllm": 64, "vllm-server": 64}
 
 
 @dataclasses.dataclass
@@ -46,14 +55,16 @@ class GenerationConfig:
     """Sampling temperature; 0 means greedy decoding (then K > 1 gives K copies of one answer: use K = 1)."""
     top_p: float = 0.95
     """Nucleus sampling: sample from the smallest token set whose probability reaches top_p."""
-    batch_size: int = 8
-    """Prompts per forward batch (each brings K sequences)."""
+    batch_size: int | None = None
+    """Prompts per chunk (each brings K sequences); a chunk is seeded and saved as one. Default: 8 for transformers
+    (a padded batch), 64 for the vLLM engines (sent at once; the engine batches them continuously)."""
     seed: int = 0
     """Chunk i is sampled with seed + i, so reruns and resumed runs give the same answers."""
     system_prompt: str | None = None
     """A system instruction put before every prompt (replacing a system message the prompt has)."""
-    backend: Literal["auto", "transformers", "vllm"] = "auto"
-    """`transformers` (any device), `vllm` (GPU, needs the vllm package), or `auto`: vLLM when both are present."""
+    backend: Literal["auto", "transformers", "vllm", "vllm-server"] = "auto"
+    """`transformers` (any device), `vllm-server` (vLLM in its own virtualenv, CPU or GPU), `vllm` (vLLM imported
+    here, GPU), or `auto`: the fastest of them that is installed (see the module docstring)."""
     chat_template: str | None = None
     """A chat template (Jinja string or file) for a tokenizer that has none."""
     device: str | None = None
@@ -65,8 +76,8 @@ class GenerationConfig:
             (self.max_new_tokens >= 1, "max_new_tokens must be at least 1"),
             (self.temperature >= 0, "temperature must be 0 (greedy) or positive"),
             (0 < self.top_p <= 1, "top_p must be in (0, 1]"),
-            (self.batch_size >= 1, "batch_size must be at least 1"),
-            (self.backend in ("auto", "transformers", "vllm"), "backend must be auto, transformers or vllm"),
+            (self.batch_size is None or self.batch_size >= 1, "batch_size must be at least 1"),
+            (self.backend in BACKENDS, f"backend must be one of {', '.join(BACKENDS)}"),
             (not (self.temperature == 0 and self.num_candidates > 1),
              "temperature 0 (greedy) gives K identical candidates; use num_candidates 1 or a positive temperature"),
         ]
@@ -163,22 +174,68 @@ class _VLLMSampler:
                  sum(len(c.token_ids) for c in out.outputs)) for out in outputs]
 
 
-def _sampler(config: GenerationConfig) -> Any:
-    from rlhfkit.core.registry import resolve_model
+class _ServedSampler:
+    """vLLM served from its own virtualenv (`rlhfkit.core.vllm_server.shared_server`): token ids in, texts out."""
 
-    adapter = (Path(resolve_model(config.model)) / "adapter_config.json").is_file()
-    backend = config.backend
-    if backend == "auto":
-        # vLLM serves full model folders; a LoRA adapter folder is merged by the transformers path.
-        backend = "vllm" if vllm_available() and not adapter else "transformers"
+    def __init__(self, config: GenerationConfig):
+        from policy.model import load_policy_tokenizer
+        from rlhfkit.core.local_lm import servable_folder
+        from rlhfkit.core.registry import resolve_model
+        from rlhfkit.core.vllm_server import shared_server
+
+        self.config = config
+        self.tokenizer = load_policy_tokenizer(config.model, config.chat_template)
+        folder = servable_folder(resolve_model(config.model))
+        context = int(json.loads((Path(folder) / "config.json").read_text()).get("max_position_embeddings") or 2048)
+        self.server = shared_server(folder, max_model_len=context)
+        self.max_prompt_tokens = max(1, context - config.max_new_tokens)
+        self.stop_ids = sorted({t for t in (self.tokenizer.eos_token_id,) if t is not None})
+
+    prompt_ids = _TransformersSampler.prompt_ids
+
+    def sample(self, batch: list[list[int]], seed: int) -> list[tuple[list[str], list[str], int]]:
+        config = self.config
+        # One seed per prompt, fixed by the chunk's seed and the prompt's place in it: a resumed chunk is the same.
+        seeds = [(seed * 1009 + position) % 2**31 for position in range(len(batch))]
+        return self.server.complete(batch, n=config.num_candidates, temperature=config.temperature,
+                                    top_p=config.top_p, max_tokens=config.max_new_tokens, seeds=seeds,
+                                    stop_token_ids=self.stop_ids)
+
+
+def resolve_backend(config: GenerationConfig) -> str:
+    """The backend `config.backend` names, with `auto` made concrete: what is installed, fastest first."""
+    from rlhfkit.core import vllm_server
+
+    if config.backend != "auto":
+        return config.backend
+    if vllm_available():
+        return "vllm"
+    if vllm_server.installed() and (config.device or "cpu").split(":")[0] in ("cpu", "cuda"):
+        return "vllm-server"
+    return "transformers"
+
+
+def _sampler(config: GenerationConfig, backend: str | None = None) -> Any:
+    from rlhfkit.core.registry import resolve_model
+    from rlhfkit.core.vllm_server import EngineError
+
+    backend = backend or resolve_backend(config)
     if backend == "vllm":
         if not vllm_available():
-            raise ValueError("backend 'vllm' needs the vllm package and a CUDA GPU (pip install vllm); use "
-                             "backend 'transformers' here")
-        if adapter:
-            raise ValueError(f"{config.model} is a LoRA adapter folder, which the vllm backend does not load; use "
-                             "backend 'transformers' (it merges the adapter)")
+            raise ValueError("backend 'vllm' needs the vllm package in this virtualenv and a CUDA GPU; use "
+                             "'vllm-server' (vLLM in its own virtualenv) or 'transformers' here")
+        if (Path(resolve_model(config.model)) / "adapter_config.json").is_file():
+            raise ValueError(f"{config.model} is a LoRA adapter folder, which the in-process vllm backend does not "
+                             "load; use 'vllm-server' (it serves the merged model) or 'transformers'")
         return _VLLMSampler(config)
+    if backend == "vllm-server":
+        try:
+            return _ServedSampler(config)
+        except EngineError as exc:
+            if config.backend != "auto":
+                raise
+            log.warning("the vLLM engine did not start, generating with transformers instead: %s",
+                        str(exc).splitlines()[0])
     return _TransformersSampler(config)
 
 
@@ -188,12 +245,16 @@ class Answerer:
     Same formatting and batching as `generate_candidates`; `calls` counts prompts answered (the policy-call budget
     of instruction optimisers)."""
 
-    def __init__(self, model: str = "smollm2-135m-instruct", *, max_new_tokens: int = 256, batch_size: int = 8,
-                 device: str | None = None, chat_template: str | None = None):
-        self.sampler = _TransformersSampler(GenerationConfig(
-            model=model, num_candidates=1, temperature=0.0, max_new_tokens=max_new_tokens, batch_size=batch_size,
-            device=device, chat_template=chat_template, backend="transformers"))
-        self.batch_size = batch_size
+    def __init__(self, model: str = "smollm2-135m-instruct", *, max_new_tokens: int = 256,
+                 batch_size: int | None = None, device: str | None = None, chat_template: str | None = None,
+                 backend: str = "auto"):
+        config = GenerationConfig(model=model, num_candidates=1, temperature=0.0, max_new_tokens=max_new_tokens,
+                                  batch_size=batch_size, device=device, chat_template=chat_template,
+                                  backend=backend)  # type: ignore[arg-type]
+        config.validate()
+        self.backend = resolve_backend(config)
+        self.sampler = _sampler(config, self.backend)
+        self.batch_size = batch_size or DEFAULT_BATCH[self.backend]
         self.calls = 0
 
     def answer(self, system: str | None, prompts: Sequence[PromptItem]) -> list[str]:
@@ -236,8 +297,10 @@ def _finished_chunks(partial: Path) -> set[int]:
 
 
 def generate_candidates(prompts: Sequence[PromptItem], config: GenerationConfig | None, out: str | Path, *,
-                        progress: bool = True) -> GenerationResult:
-    """Answer every prompt K times into `out` (JSONL), resuming a partial earlier run; see the module docstring."""
+                        progress: bool = True, on_chunk: Callable[[int], None] | None = None) -> GenerationResult:
+    """Answer every prompt K times into `out` (JSONL), resuming a partial earlier run; see the module docstring.
+
+    `on_chunk(index)` is called after each chunk is saved."""
     from tqdm.auto import tqdm
 
     config = config or GenerationConfig()
@@ -249,14 +312,27 @@ def generate_candidates(prompts: Sequence[PromptItem], config: GenerationConfig 
     if out.exists():
         raise FileExistsError(f"{out} already exists; delete it or choose another output file")
     settings = out.with_name(out.name + ".partial.settings.json")
-    fingerprint = {**dataclasses.asdict(config), "prompts": [item.key for item in prompts]}
-    if partial.exists() and settings.exists() and json.loads(settings.read_text()) != fingerprint:
-        raise ValueError(f"{partial} was started with other settings or prompts; delete it (and {settings.name}) "
-                         "or choose another output file")
+    backend = resolve_backend(config)
+    batch_size = config.batch_size or DEFAULT_BATCH[backend]
+    saved = json.loads(settings.read_text()) if partial.exists() and settings.exists() else None
+
+    def check(engine: str) -> dict[str, Any]:
+        # The engine is part of the settings: a file begun by one engine is never finished by another.
+        fingerprint = {**dataclasses.asdict(config), "engine": engine, "prompts": [item.key for item in prompts]}
+        if saved is not None and saved != fingerprint:
+            other = {k for k in fingerprint if saved.get(k) != fingerprint[k]}
+            raise ValueError(f"{partial} was begun with other {', '.join(sorted(other))} (engine "
+                             f"{saved.get('engine')}, now {engine}); delete it (and {settings.name}), choose another "
+                             "output file, or rerun with the settings it was begun with")
+        return fingerprint
+
+    check(backend)  # before an engine starts
+    sampler = _sampler(config, backend)
+    if isinstance(sampler, _TransformersSampler):  # auto may have fallen back
+        backend = "transformers"
     from rlhfkit.core.atomic import atomic_write_text
 
-    atomic_write_text(settings, json.dumps(fingerprint))
-    sampler = _sampler(config)
+    atomic_write_text(settings, json.dumps(check(backend)))
     skipped: Counter[str] = Counter()
     encoded: list[tuple[PromptItem, list[int]]] = []
     for item in prompts:
@@ -269,7 +345,7 @@ def generate_candidates(prompts: Sequence[PromptItem], config: GenerationConfig 
         encoded.append((item, ids))
     # Longest first: the biggest batch shows a memory problem at once, and similar lengths pad little.
     encoded.sort(key=lambda pair: -len(pair[1]))
-    chunks = [encoded[i:i + config.batch_size] for i in range(0, len(encoded), config.batch_size)]
+    chunks = [encoded[i:i + batch_size] for i in range(0, len(encoded), batch_size)]
     done = _finished_chunks(partial)
     new_tokens, started = 0, time.perf_counter()
     with open(partial, "a", encoding="utf-8") as handle, \
@@ -287,6 +363,8 @@ def generate_candidates(prompts: Sequence[PromptItem], config: GenerationConfig 
             handle.flush()
             os.fsync(handle.fileno())
             bar.update(len(chunk))
+            if on_chunk is not None:
+                on_chunk(index)
     seconds = time.perf_counter() - started
     os.replace(partial, out)
     settings.unlink(missing_ok=True)

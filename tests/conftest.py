@@ -15,6 +15,10 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 REPO = Path(__file__).resolve().parents[1]
 # Tests never touch the user's cache: converted models persist across test runs under the (git-ignored) repo cache.
 os.environ.setdefault("RLHFKIT_HOME", str(REPO / ".cache" / "test-home"))
+# The vLLM engine's virtualenv (the Makefile's .venv-vllm). Tests that run the engine ask for it (`vllm_venv`); every
+# other test generates with transformers, so that `backend: auto` does not start a server per tiny model.
+VLLM_VENV = Path(os.environ.get("RLHFKIT_VLLM_VENV") or REPO / ".venv-vllm")
+os.environ["RLHFKIT_VLLM_VENV"] = str(REPO / ".cache" / "no-vllm-venv")
 SHARED_DATA = REPO.parent / "shared" / "data"
 HH_PATH = SHARED_DATA / "hh-rlhf-helpful-base" / "test.jsonl.gz"
 PANDALM_PATH = SHARED_DATA / "pandalm" / "testset-v1.json"
@@ -36,3 +40,13 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def vllm_venv(monkeypatch):
+    """The real vLLM engine for this test (`backend: auto` then picks it); fails when it is not installed, since
+    `make test` installs it."""
+    if not (VLLM_VENV / "bin" / "vllm").is_file():
+        pytest.fail(f"the vLLM engine is not installed at {VLLM_VENV}; run `make setup`")
+    monkeypatch.setenv("RLHFKIT_VLLM_VENV", str(VLLM_VENV))
+    return VLLM_VENV

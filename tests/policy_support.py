@@ -18,7 +18,8 @@ BAD = "NO WAY!!"
 
 
 def tiny_policy(folder: Path, seed: int = 0, **overrides) -> str:
-    model, tokenizer = tiny_causal_lm(hidden_size=32, num_layers=1, num_heads=2, seed=seed, **overrides)
+    sizes = {"hidden_size": 32, "num_layers": 1, "num_heads": 2, **overrides}
+    model, tokenizer = tiny_causal_lm(seed=seed, **sizes)
     return str(save_tiny(model, tokenizer, folder))
 
 

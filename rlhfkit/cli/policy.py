@@ -24,6 +24,9 @@ MaxStepsOpt = Annotated[int, typer.Option(help="Stop after this many optimiser s
 ResumeOpt = Annotated[bool, typer.Option(help="Continue an interrupted run in --output-dir.")]
 TemplateOpt = Annotated[str | None, typer.Option("--chat-template", help="A chat template (Jinja text or a file) "
                                                                          "for a model whose tokenizer has none.")]
+BackendOpt = Annotated[str, typer.Option(help="Generation engine: auto (the fastest installed), vllm-server (vLLM in "
+                                              "its own virtualenv), vllm (imported here, GPU) or transformers.")]
+BatchOpt = Annotated[int | None, typer.Option(help="Prompts per chunk (default: 8 for transformers, 64 for vLLM).")]
 
 
 def load_prompt_items(spec: str, limit: int | None = None):
@@ -59,11 +62,11 @@ def generate(
     max_new_tokens: Annotated[int, typer.Option(help="Answer length limit in tokens.")] = 256,
     temperature: Annotated[float, typer.Option(help="Sampling temperature (0: greedy, with -k 1).")] = 0.8,
     top_p: Annotated[float, typer.Option(help="Nucleus sampling threshold.")] = 0.95,
-    batch_size: Annotated[int, typer.Option(help="Prompts per batch.")] = 8,
+    batch_size: BatchOpt = None,
     seed: Annotated[int, typer.Option(help="Seed (runs and resumed runs are reproducible).")] = 0,
     system: SystemOpt = None,
     chat_template: TemplateOpt = None,
-    backend: Annotated[str, typer.Option(help="auto, transformers or vllm.")] = "auto",
+    backend: BackendOpt = "auto",
     limit: Annotated[int | None, typer.Option(help="Answer only the first N prompts.")] = None,
 ) -> None:
     """Sample K answers per prompt, batched and seeded; an interrupted run resumes from <out>.partial."""
@@ -265,9 +268,10 @@ def eval_cmd(
     reward_model: Annotated[Path | None, typer.Option(help="Reward model for the win rate against --reference.")
                             ] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Answer length limit.")] = 256,
-    batch_size: Annotated[int, typer.Option(help="Prompts per batch.")] = 8,
+    batch_size: BatchOpt = None,
     system: SystemOpt = None,
     chat_template: TemplateOpt = None,
+    backend: BackendOpt = "auto",
     limit: Annotated[int | None, typer.Option(help="Evaluate only the first N prompts.")] = None,
 ) -> None:
     """Verifier pass rates (prompt / instruction level, strict / loose) and reward win rate, with 95% CIs."""
@@ -279,7 +283,7 @@ def eval_cmd(
 
         scorer = load_reward_model(reward_model)
     config = PolicyEvalConfig(max_new_tokens=max_new_tokens, batch_size=batch_size, system_prompt=system,
-                              chat_template=chat_template)
+                              chat_template=chat_template, backend=backend)
     report = evaluate_policy(model, load_prompt_items(prompts, limit), out, reference_model=reference,
                              reward_model=scorer, config=config)
     rows = {}

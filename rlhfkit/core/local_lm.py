@@ -32,6 +32,32 @@ def load_causal_lm(path: str, dtype: Any = "auto") -> Any:
     return AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
 
 
+def servable_folder(path: str) -> str:
+    """A full model folder an inference engine can load for `path` (a folder or cached HF id): `path` itself, or for
+    a LoRA adapter folder its merge, saved once under the rlhfkit home and keyed on the adapter's files' time (an
+    adapter retrained in place is merged again)."""
+    from pathlib import Path
+
+    from rlhfkit.core.settings import rlhfkit_home
+
+    folder = Path(path)
+    if not (folder / "adapter_config.json").is_file():
+        return path
+    import hashlib
+
+    from transformers import AutoTokenizer
+
+    from rlhfkit.core.atomic import atomic_dir
+
+    digest = hashlib.sha256(f"{folder.resolve()}@{newest_file_mtime_ns(path)}".encode()).hexdigest()[:16]
+    merged = rlhfkit_home() / "merged" / f"{folder.name}-{digest}"
+    if not (merged / "config.json").is_file():
+        with atomic_dir(merged) as tmp:
+            load_causal_lm(path, dtype="auto").save_pretrained(tmp, safe_serialization=True)
+            AutoTokenizer.from_pretrained(path).save_pretrained(tmp)
+    return str(merged)
+
+
 class TransformersEngine:
     """A DSPy engine (complete / stream / close) over a local causal LM, loaded on first use."""
 
@@ -135,10 +161,59 @@ def newest_file_mtime_ns(model: str) -> int:
     return max((f.stat().st_mtime_ns for f in folder.iterdir() if f.is_file()), default=0)
 
 
-def lm_and_adapter(spec: Any, *, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> tuple[Any, Any]:
+def served_lm(model: str = "smollm2-135m-instruct", *, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+              cache: bool = True) -> Any:
+    """A `dspy.LM` answered by a local model served by vLLM (`rlhfkit.core.vllm_server`) through LiteLLM's
+    OpenAI-compatible route, so DSPy's own caching, retries and threads apply. Greedy unless a call says otherwise,
+    like the in-process engine; the served name carries the weights' digest, so DSPy's cache never answers for a
+    model retrained in place."""
+    import json
+    import os
+    from pathlib import Path
+
+    import dspy
+
+    from rlhfkit.core.vllm_server import shared_server
+
+    # LiteLLM (under dspy.LM) would fetch its model price list from the internet; its bundled copy does here.
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    folder = servable_folder(resolve_model(model))
+    context = json.loads((Path(folder) / "config.json").read_text()).get("max_position_embeddings")
+    server = shared_server(folder, max_model_len=int(context) if context else None)
+    return dspy.LM(f"openai/{server.served_name}", api_base=f"{server.url}/v1", api_key="local", model_type="chat",
+                   temperature=0.0, max_tokens=max_new_tokens, cache=cache, num_retries=2)
+
+
+def local_dspy_lm(model: str, *, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, backend: str = "auto") -> Any:
+    """A `dspy.LM` over a local model: served by vLLM (`backend` auto with the engine installed, or
+    "vllm-server"), else the in-process transformers engine. `auto` falls back to transformers, logged, when the
+    engine does not start."""
+    import logging
+
+    from rlhfkit.core import vllm_server
+
+    if backend == "vllm-server" or (backend == "auto" and vllm_server.installed()):
+        try:
+            return served_lm(model, max_new_tokens=max_new_tokens)
+        except vllm_server.EngineError as exc:
+            if backend != "auto":
+                raise
+            logging.getLogger(__name__).warning("the vLLM engine did not start, answering with transformers: %s",
+                                                str(exc).splitlines()[0])
+    return local_lm(model, max_new_tokens=max_new_tokens)
+
+
+def is_served(lm: Any) -> bool:
+    """Whether a dspy.LM is answered by a server (threads help) rather than the in-process engine (one at a time)."""
+    return str(getattr(lm, "model", "")).startswith("openai/") and "api_base" in getattr(lm, "kwargs", {})
+
+
+def lm_and_adapter(spec: Any, *, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, backend: str = "auto"
+                   ) -> tuple[Any, Any]:
     """(dspy LM, adapter) for `spec`: a dspy.LM as is (adapter None: DSPy's default); a bundled short name or
-    `local:PATH_OR_ID` -> the local engine with PlainAdapter (small models break DSPy's field markers); anything else
-    is a LiteLLM model string ("openai/gpt-4o-mini") with ChatAdapter."""
+    `local:PATH_OR_ID` -> a local model (`local_dspy_lm`, served by vLLM when installed) with PlainAdapter (small
+    models break DSPy's field markers); anything else is a LiteLLM model string ("openai/gpt-4o-mini") with
+    ChatAdapter."""
     import dspy
 
     from rlhfkit.core.plain_adapter import PlainAdapter
@@ -146,6 +221,10 @@ def lm_and_adapter(spec: Any, *, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -
 
     if not isinstance(spec, str):
         return spec, None
+    import os
+
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # LiteLLM's bundled price list: no download
     if spec in BUNDLED or spec.startswith("local:"):
-        return local_lm(spec.removeprefix("local:"), max_new_tokens=max_new_tokens), PlainAdapter()
+        return local_dspy_lm(spec.removeprefix("local:"), max_new_tokens=max_new_tokens, backend=backend), \
+            PlainAdapter()
     return dspy.LM(spec), dspy.ChatAdapter()

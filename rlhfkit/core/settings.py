@@ -45,3 +45,14 @@ def label_studio_venv() -> Path:
     `RLHFKIT_LABEL_STUDIO_VENV` wins (the Makefile points it at the checkout's `.venv-labelstudio`)."""
     raw = os.environ.get(LABEL_STUDIO_VENV_ENV)
     return Path(raw).expanduser() if raw else label_studio_dir() / "venv"
+
+
+VLLM_VENV_ENV = "RLHFKIT_VLLM_VENV"
+
+
+def vllm_venv() -> Path:
+    """The vLLM engine's own virtualenv (vLLM pins its own torch and transformers).
+
+    `RLHFKIT_VLLM_VENV` wins (the Makefile points it at the checkout's `.venv-vllm`)."""
+    raw = os.environ.get(VLLM_VENV_ENV)
+    return Path(raw).expanduser() if raw else rlhfkit_home() / "vllm-venv"

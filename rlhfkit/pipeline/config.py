@@ -47,7 +47,13 @@ class GenerateSection(Section):
                                 "a closing phrase or a P.S. need room).")
     temperature: float = Field(1.0, gt=0, description="Sampling temperature (diverse answers make informative "
                                 "pairs).")
-    batch_size: int = Field(8, ge=1, description="Prompts per generation batch.")
+    batch_size: int | None = Field(None, ge=1, description="Prompts per generation chunk (seeded and saved as one); "
+                                   "null: the engine's default (8 for transformers, 64 for vLLM).")
+    backend: Literal["auto", "transformers", "vllm-server", "vllm"] = Field(
+        "auto", description="Generation engine for every stage that generates (candidates, evaluation, DSPy, the "
+        "instruction search): 'vllm-server' (vLLM in its own virtualenv, started once per model and reused), "
+        "'vllm' (imported here, GPU), 'transformers', or 'auto' (the fastest installed; falls back to "
+        "transformers if an engine fails to start).")
 
 
 class LabelStudioSection(Section):
@@ -116,7 +122,8 @@ class UpdateSection(Section):
 
 class EvaluateSection(Section):
     max_new_tokens: int = Field(96, ge=8, description="Answer length limit (greedy) on held-out prompts.")
-    batch_size: int = Field(8, ge=1, description="Prompts per generation batch.")
+    batch_size: int | None = Field(None, ge=1, description="Prompts per generation chunk; null: the engine's "
+                                   "default.")
     n_bootstrap: int = Field(2000, ge=1, description="Bootstrap resamples for the confidence intervals.")
     examples: int = Field(4, ge=0, description="Held-out answers shown before and after in the report.")
 

@@ -2,7 +2,8 @@
 `dspy.Evaluate` scores the answers with rlhfkit's metric (IFEval verifier + reward model); `RewardScore`, the reward
 model as a DSPy module, gives each policy's mean reward apart.
 
-Both policies run as DSPy LMs through rlhfkit's local engine with `PlainAdapter` (a 135M model cannot keep DSPy's
+Both policies run as DSPy LMs (served by vLLM when it is installed, else rlhfkit's in-process engine) with
+`PlainAdapter` (a 135M model cannot keep DSPy's
 field markers), so the same program and metric would score any LiteLLM model a user configures instead.
 """
 
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import dspy
 
 from reward.dspy_metrics import InstructionFollowingMetric, RewardScore
-from rlhfkit.core.local_lm import lm_and_adapter
+from rlhfkit.core.local_lm import is_served, lm_and_adapter
 
 if TYPE_CHECKING:
     from rlhfkit.pipeline.stages import Context
@@ -54,9 +55,11 @@ def score_policies(ctx: Context) -> dict[str, Any]:
                            "prompts": len(devset), "policies": {}}
     for name, model in policies.items():
         lm, adapter = lm_and_adapter(model if model.startswith("local:") else f"local:{model}",
-                                     max_new_tokens=spec.max_new_tokens)
+                                     max_new_tokens=spec.max_new_tokens, backend=ctx.config.generate.backend)
+        # A served LM batches concurrent requests; the in-process engine answers one at a time anyway.
+        threads = 8 if is_served(lm) else 1
         with dspy.context(lm=lm, adapter=adapter):
-            result = dspy.Evaluate(devset=devset, metric=metric, num_threads=1, display_progress=True,
+            result = dspy.Evaluate(devset=devset, metric=metric, num_threads=threads, display_progress=True,
                                    provide_traceback=False)(PolicyProgram())
         rows = []
         for example, prediction, score in result.results:

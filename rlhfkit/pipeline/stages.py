@@ -111,7 +111,7 @@ def generate(ctx: Context) -> dict[str, Any]:
     if not out.exists():  # else: finished in an attempt that was cut short before the manifest was written
         config = GenerationConfig(model=ctx.config.policy.model, num_candidates=spec.candidates,
                                   max_new_tokens=spec.max_new_tokens, temperature=spec.temperature,
-                                  batch_size=spec.batch_size, seed=ctx.config.seed,
+                                  batch_size=spec.batch_size, seed=ctx.config.seed, backend=spec.backend,
                                   system_prompt=ctx.config.policy.system_prompt)
         result = generate_candidates(ctx.prompts("train"), config, out)
         if result.skipped:
@@ -268,8 +268,8 @@ def evaluate(ctx: Context) -> dict[str, Any]:
 
     spec = ctx.config.evaluate
     config = PolicyEvalConfig(max_new_tokens=spec.max_new_tokens, batch_size=spec.batch_size,
-                              system_prompt=ctx.config.policy.system_prompt, n_bootstrap=spec.n_bootstrap,
-                              seed=ctx.config.seed)
+                              backend=ctx.config.generate.backend, system_prompt=ctx.config.policy.system_prompt,
+                              n_bootstrap=spec.n_bootstrap, seed=ctx.config.seed)
     report = evaluate_policy(ctx.updated_policy, ctx.prompts("heldout"), ctx.folder("evaluate"),
                              reference_model=ctx.config.policy.model, reward_model=ctx.reward_model, config=config)
     after, before = report["verifier"], report["reference"]["verifier"]
@@ -305,8 +305,10 @@ def instructions(ctx: Context) -> dict[str, Any]:
 
     metric = InstructionFollowingMetric(reward_model=ctx.reward_model, reward_weight=spec.reward_weight)
     evaluator = FitnessEvaluator(Answerer(ctx.updated_policy, max_new_tokens=spec.max_new_tokens,
-                                          batch_size=ctx.config.evaluate.batch_size), metric, budget=spec.budget)
-    lm, adapter = (None, None) if spec.lm == "none" else lm_and_adapter(spec.lm, max_new_tokens=96)
+                                          batch_size=ctx.config.evaluate.batch_size,
+                                          backend=ctx.config.generate.backend), metric, budget=spec.budget)
+    lm, adapter = (None, None) if spec.lm == "none" else lm_and_adapter(spec.lm, max_new_tokens=96,
+                                                                         backend=ctx.config.generate.backend)
     config = EvolutionConfig(population_size=spec.population, generations=spec.generations, seed=ctx.config.seed,
                              elite=min(2, spec.population - 1), state_path=str(folder / "search.json"))
     optimizer = EvolutionaryInstructionOptimizer(evaluator, config, lm=lm, adapter=adapter)
@@ -344,9 +346,9 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "label": ("label",),
     "reward": ("reward",),
     "policy": ("update",),
-    "evaluate": ("evaluate",),
-    "dspy": ("dspy",),
-    "instructions": ("instructions",),
+    "evaluate": ("evaluate", "generate"),
+    "dspy": ("dspy", "generate"),
+    "instructions": ("instructions", "generate"),
     "report": (),
 }
 
