@@ -91,6 +91,7 @@ class GenerationResult:
     skipped: Counter[str]  # prompts not answered, by reason
     new_tokens: int  # tokens generated in this run
     seconds: float  # wall time of this run's generation
+    engine: str = "transformers"  # the backend that generated (after `auto` was resolved)
 
     @property
     def tokens_per_s(self) -> float:
@@ -368,7 +369,7 @@ def generate_candidates(prompts: Sequence[PromptItem], config: GenerationConfig 
     seconds = time.perf_counter() - started
     os.replace(partial, out)
     settings.unlink(missing_ok=True)
-    return GenerationResult(out, len(encoded), skipped, new_tokens, seconds)
+    return GenerationResult(out, len(encoded), skipped, new_tokens, seconds, backend)
 
 
 def read_candidates(path: str | Path) -> list[dict[str, Any]]:

@@ -49,6 +49,22 @@ def engine_processes(folder: str) -> list[int]:
     return pids
 
 
+def engines_serving(test: object) -> list[int]:
+    """Pids of engine processes whose model folder satisfies `test` (a callable on the folder's path text)."""
+    prefix = f"{vllm_server.MODEL_ENV}=".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                values = [v[len(prefix):].decode() for v in (entry / "environ").read_bytes().split(b"\0")
+                          if v.startswith(prefix)]
+            except OSError:
+                continue
+            if any(test(value) for value in values):
+                pids.append(int(entry.name))
+    return pids
+
+
 def wait_until(condition, timeout: float, step: float = 0.5) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -121,7 +137,6 @@ def test_answerer_and_a_retrained_policy_get_a_fresh_engine(vllm_venv, engine_po
 
 
 def test_dspy_lm_is_served_through_litellm(vllm_venv, engine_policy):
-    import dspy
 
     from rlhfkit.core.local_lm import is_served, lm_and_adapter
 
@@ -216,3 +231,33 @@ def test_greedy_answers_match_transformers_on_smollm2(vllm_venv, tmp_path):
     with dspy.context(lm=lm, adapter=adapter):
         prediction = dspy.Predict("prompt -> response")(prompt=prompts[0].prompt)
     assert prediction.response.strip()
+
+
+def test_rlhfkit_run_generates_with_the_engine_and_leaves_none_running(vllm_venv, engine_policy, tmp_path):
+    import shutil
+
+    import yaml
+
+    from tests.test_pipeline import tiny_config
+
+    from tests.policy_support import easy_preferences
+
+    # Labels from a file: a random tiny policy's answers rarely give the verifier a preference to learn from.
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text("".join(json.dumps({"prompt": r.prompt, "response_a": r.response_a, "response_b": r.response_b,
+                                          "label": r.label.value, "annotator": r.annotator}) + "\n"
+                              for r in easy_preferences(24)))
+    config = tiny_config(tmp_path, generate={"backend": "vllm-server", "batch_size": None},
+                         evaluate={"batch_size": None}, label={"annotator": "file", "file": str(labels)})
+    shutil.copytree(engine_policy, tmp_path / "engine-policy")
+    config["policy"]["model"] = str(tmp_path / "engine-policy")
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    env = {**os.environ, "RLHFKIT_VLLM_VENV": str(vllm_venv), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "rlhfkit", "run", "--config", str(tmp_path / "run.yaml")],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    metrics = json.loads((Path(config["workdir"]) / "metrics.json").read_text())
+    assert metrics["generate"]["engine"] == "vllm-server"
+    assert metrics["evaluate"]["prompts"] == 6 and metrics["instructions"]["policy_calls"] > 0
+    # The updated policy is a LoRA adapter folder: it was served merged; nothing of this run is left running.
+    assert not engines_serving(lambda folder: folder.startswith(str(tmp_path)) or "/merged/model-" in folder)

@@ -80,7 +80,8 @@ def generate(
     result = generate_candidates(load_prompt_items(prompts, limit), config, out)
     console.print(summary_table(f"candidates: {out}", {
         "prompts answered": result.prompts, **{f"skipped: {k}": v for k, v in result.skipped.items()},
-        "tokens generated (this run)": result.new_tokens, "tokens/s": f"{result.tokens_per_s:.1f}"}))
+        "tokens generated (this run)": result.new_tokens, "tokens/s": f"{result.tokens_per_s:.1f}",
+        "engine": result.engine}))
 
 
 @app.command()

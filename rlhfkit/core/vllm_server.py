@@ -111,7 +111,8 @@ class VLLMServer:
         # fp32 on CPUs: vLLM's CPU default is bf16, which is slow without AVX-512 BF16 and answers unlike the
         # fp32 transformers path; on GPUs the model's own dtype ("auto").
         self.dtype = dtype or ("float32" if self.cpu else "auto")
-        self.kv_cache_gb = kv_cache_gb
+        # vLLM's own variable for the CPU KV cache (GB) wins, as users of vLLM expect.
+        self.kv_cache_gb = float(os.environ.get("VLLM_CPU_KVCACHE_SPACE") or kv_cache_gb)
         self.extra_args = tuple(extra_args)
         self.venv = venv
         folder = log_dir or rlhfkit_home() / "vllm"
@@ -137,6 +138,11 @@ class VLLMServer:
             # Eager: torch.compile's warm-up costs minutes on a small CPU and gains nothing measurable there; an
             # explicit KV cache size skips the memory-profiling pass as well (start ~1 min instead of ~4).
             command += ["--enforce-eager", "--kv-cache-memory-bytes", f"{int(self.kv_cache_gb * 2**30)}"]
+            # Whole prompts only: a prompt prefilled in parts makes vLLM rewind its seeded sampler, which CPU
+            # generators cannot do ("CPU Generator does not use offset": the engine dies on the first seeded batch
+            # larger than one step's token budget).
+            budget = max(8192, self.max_model_len or 0)
+            command += ["--no-enable-chunked-prefill", "--max-num-batched-tokens", str(budget)]
         return command + list(self.extra_args)
 
     def _environment(self) -> dict[str, str]:
@@ -248,8 +254,9 @@ class VLLMServer:
                  timeout: float = 3600.0) -> list[tuple[list[str], list[str], int]]:
         """For each prompt (token ids, chat template applied by the caller): (n texts, n finish reasons, tokens
         generated). All prompts are sent at once, so the engine batches them continuously; each has its own seed."""
-        import requests
         from concurrent.futures import ThreadPoolExecutor
+
+        import requests
 
         def one(ids: list[int], seed: int) -> tuple[list[str], list[str], int]:
             body: dict[str, Any] = {"model": self.served_name, "prompt": ids, "n": n, "max_tokens": max_tokens,

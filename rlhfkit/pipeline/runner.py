@@ -22,8 +22,9 @@ from rich.console import Console
 from rlhfkit import __version__
 from rlhfkit.core.atomic import atomic_write_text
 from rlhfkit.core.registry import BUNDLED, ModelNotFoundError, resolve_model
+from rlhfkit.core.vllm_server import stop_all
 from rlhfkit.pipeline.config import PipelineConfig
-from rlhfkit.pipeline.stages import SECTIONS, STAGES, Context, LabelingPending
+from rlhfkit.pipeline.stages import SECTIONS, STAGES, TRAINING_STAGES, Context, LabelingPending
 
 MANIFEST = "manifest.json"
 
@@ -101,11 +102,22 @@ def run_pipeline(config: PipelineConfig, *, base: Path | None = None, from_stage
     _write_manifest(work, manifest)
 
     ctx = Context(config=config, work=work, base=base or Path.cwd(), console=console)
+    try:
+        _run_stages(ctx, manifest, console)
+    finally:
+        stop_all()  # the generation engines of this run, whatever happened
+    _write_metrics(work, manifest)
+    return manifest
+
+
+def _run_stages(ctx: Context, manifest: dict[str, Any], console: Console) -> None:
     for index, (name, (title, stage)) in enumerate(STAGES.items(), start=1):
         done = manifest["stages"].get(name)
         if done is not None:
             console.print(f"[green]✓[/] [{index}/{len(STAGES)}] {title}: done earlier ({done['seconds']:.1f} s)")
             continue
+        if name in TRAINING_STAGES:
+            stop_all()  # an idle engine holds memory and threads: training gets the whole machine
         console.rule(f"[bold][{index}/{len(STAGES)}] {title}[/]")
         started = time.perf_counter()
         try:
@@ -119,9 +131,7 @@ def run_pipeline(config: PipelineConfig, *, base: Path | None = None, from_stage
         manifest["stages"][name] = {"seconds": round(time.perf_counter() - started, 2),
                                     "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                                     "result": result}
-        _write_manifest(work, manifest)
-    _write_metrics(work, manifest)
-    return manifest
+        _write_manifest(ctx.work, manifest)
 
 
 def _write_metrics(work: Path, manifest: dict[str, Any]) -> Path:

@@ -108,16 +108,18 @@ def generate(ctx: Context) -> dict[str, Any]:
     from policy.generate import GenerationConfig, generate_candidates, read_candidates
 
     spec, out = ctx.config.generate, ctx.folder("generate") / "candidates.jsonl"
+    engine = None
     if not out.exists():  # else: finished in an attempt that was cut short before the manifest was written
         config = GenerationConfig(model=ctx.config.policy.model, num_candidates=spec.candidates,
                                   max_new_tokens=spec.max_new_tokens, temperature=spec.temperature,
                                   batch_size=spec.batch_size, seed=ctx.config.seed, backend=spec.backend,
                                   system_prompt=ctx.config.policy.system_prompt)
         result = generate_candidates(ctx.prompts("train"), config, out)
+        engine = result.engine
         if result.skipped:
             log.warning("prompts not answered: %s", dict(result.skipped))
     rows = read_candidates(out)
-    return {"prompts": len(rows), "answers": sum(len(r["candidates"]) for r in rows),
+    return {"prompts": len(rows), "engine": engine, "answers": sum(len(r["candidates"]) for r in rows),
             "cut_at_length": sum(reason == "length" for r in rows for reason in r["finish_reasons"])}
 
 
@@ -339,6 +341,8 @@ STAGES: dict[str, tuple[str, Stage]] = {
     "instructions": ("search for a better instruction", instructions),
     "report": ("write the report", report),
 }
+# Stages that train: the generation engines of earlier stages are stopped before them.
+TRAINING_STAGES = frozenset({"reward", "policy"})
 # The config sections each stage reads: a change there reruns that stage and every later one.
 SECTIONS: dict[str, tuple[str, ...]] = {
     "prompts": ("prompts", "seed"),
