@@ -238,9 +238,8 @@ def test_rlhfkit_run_generates_with_the_engine_and_leaves_none_running(vllm_venv
 
     import yaml
 
-    from tests.test_pipeline import tiny_config
-
     from tests.policy_support import easy_preferences
+    from tests.test_pipeline import tiny_config
 
     # Labels from a file: a random tiny policy's answers rarely give the verifier a preference to learn from.
     labels = tmp_path / "labels.jsonl"
