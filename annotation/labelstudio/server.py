@@ -20,7 +20,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from pathlib import Path
 
 from annotation.labelstudio.client import LabelStudioClient, LabelStudioError
 from rlhfkit.core.atomic import atomic_write_text
+from rlhfkit.core.ports import port_is_free
 from rlhfkit.core.settings import label_studio_dir, label_studio_venv
 
 log = logging.getLogger(__name__)
@@ -77,18 +77,6 @@ def connect_running() -> LabelStudioClient | None:
     client = LabelStudioClient(json.loads(server_file().read_text())["url"], load_credentials(create=False).token,
                                retries=1)
     return client if client.health() else None
-
-
-def port_is_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        # Like the server itself: connections of a just-stopped server (TIME_WAIT) do not block the port, a
-        # listening socket does.
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def ensure_installed(venv: Path | None = None) -> Path:

