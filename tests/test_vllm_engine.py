@@ -260,3 +260,16 @@ def test_rlhfkit_run_generates_with_the_engine_and_leaves_none_running(vllm_venv
     assert metrics["evaluate"]["prompts"] == 6 and metrics["instructions"]["policy_calls"] > 0
     # The updated policy is a LoRA adapter folder: it was served merged; nothing of this run is left running.
     assert not engines_serving(lambda folder: folder.startswith(str(tmp_path)) or "/merged/model-" in folder)
+
+
+def test_the_command_line_says_in_one_line_that_the_engine_is_missing(engine_policy, tmp_path):
+    from typer.testing import CliRunner
+
+    from rlhfkit.cli.main import app
+
+    # The test session hides the engine (conftest): asking for it by name is the user's error, not a crash.
+    result = CliRunner().invoke(app, ["policy", "generate", "--out", str(tmp_path / "c.jsonl"), "--model",
+                                      engine_policy, "--backend", "vllm-server", "-k", "1", "--temperature", "0",
+                                      "--limit", "1"])
+    assert result.exit_code == 1
+    assert "the vLLM engine is not installed" in result.output and "Traceback" not in result.output

@@ -22,11 +22,12 @@ from rlhfkit import __version__
 from rlhfkit.cli import annotate, data, instructions, models, policy, reward
 from rlhfkit.cli.console import console, err_console, fail
 from rlhfkit.core.errors import TrainingDiverged
+from rlhfkit.core.vllm_server import EngineError
 
 # Failures a user can cause (bad files, a missing server, a full disk): one clear line and exit 1, no traceback.
 # `--verbose` shows the traceback too.
 EXPECTED_ERRORS = (DataError, StoreError, LabelStudioError, OSError, EOFError, ValueError, TrainingDiverged,
-                   VerifierSetupError)
+                   VerifierSetupError, EngineError)
 _verbose = False
 
 
