@@ -322,7 +322,7 @@ def generate_candidates(prompts: Sequence[PromptItem], config: GenerationConfig 
         fingerprint = {**dataclasses.asdict(config), "engine": engine, "prompts": [item.key for item in prompts]}
         if saved is not None and saved != fingerprint:
             other = {k for k in fingerprint if saved.get(k) != fingerprint[k]}
-            raise ValueError(f"{partial} was begun with other {', '.join(sorted(other))} (engine "
+            raise ValueError(f"{partial} was begun with other settings ({', '.join(sorted(other))}; engine "
                              f"{saved.get('engine')}, now {engine}); delete it (and {settings.name}), choose another "
                              "output file, or rerun with the settings it was begun with")
         return fingerprint
