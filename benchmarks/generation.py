@@ -57,6 +57,7 @@ def main() -> None:
     from benchmarks.machine import matmul_flops, usable_cpus, write_result
     from policy.prompts import builtin_prompts
     from rlhfkit.core import vllm_server
+    from rlhfkit.core.local_lm import serve_local
     from rlhfkit.core.registry import resolve_model
 
     torch.set_num_threads(usable_cpus())
@@ -77,7 +78,7 @@ def main() -> None:
             runs[f"transformers_b{size}"] = timed_run(prompts, "transformers", size, args.max_new_tokens, folder,
                                                       f"transformers_b{size}")
         started = time.perf_counter()
-        server = vllm_server.shared_server(folder_model, max_model_len=8192)
+        server = serve_local("smollm2-135m-instruct")  # the server generate_candidates will use
         engine_start = time.perf_counter() - started
         timed_run(prompts[:2], "vllm-server", 2, 8, folder, "engine_warmup")
         for size in [int(x) for x in args.engine_batches.split(",")]:

@@ -180,16 +180,12 @@ class _ServedSampler:
 
     def __init__(self, config: GenerationConfig):
         from policy.model import load_policy_tokenizer
-        from rlhfkit.core.local_lm import servable_folder
-        from rlhfkit.core.registry import resolve_model
-        from rlhfkit.core.vllm_server import shared_server
+        from rlhfkit.core.local_lm import serve_local
 
         self.config = config
         self.tokenizer = load_policy_tokenizer(config.model, config.chat_template)
-        folder = servable_folder(resolve_model(config.model))
-        context = int(json.loads((Path(folder) / "config.json").read_text()).get("max_position_embeddings") or 2048)
-        self.server = shared_server(folder, max_model_len=context)
-        self.max_prompt_tokens = max(1, context - config.max_new_tokens)
+        self.server = serve_local(config.model)
+        self.max_prompt_tokens = max(1, self.server.max_model_len - config.max_new_tokens)
         self.stop_ids = sorted({t for t in (self.tokenizer.eos_token_id,) if t is not None})
 
     prompt_ids = _TransformersSampler.prompt_ids

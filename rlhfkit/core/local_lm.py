@@ -161,25 +161,33 @@ def newest_file_mtime_ns(model: str) -> int:
     return max((f.stat().st_mtime_ns for f in folder.iterdir() if f.is_file()), default=0)
 
 
+def serve_local(model: str) -> Any:
+    """The running vLLM server (`rlhfkit.core.vllm_server.shared_server`) for a local model name, folder or cached
+    id: adapters served merged, the context from the model's config. Generation and DSPy LMs both come here, so
+    they share one server per model."""
+    import json
+    from pathlib import Path
+
+    from rlhfkit.core.vllm_server import shared_server
+
+    folder = servable_folder(resolve_model(model))
+    context = json.loads((Path(folder) / "config.json").read_text()).get("max_position_embeddings") or 2048
+    return shared_server(folder, max_model_len=int(context))
+
+
 def served_lm(model: str = "smollm2-135m-instruct", *, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
               cache: bool = True) -> Any:
     """A `dspy.LM` answered by a local model served by vLLM (`rlhfkit.core.vllm_server`) through LiteLLM's
     OpenAI-compatible route, so DSPy's own caching, retries and threads apply. Greedy unless a call says otherwise,
     like the in-process engine; the served name carries the weights' digest, so DSPy's cache never answers for a
     model retrained in place."""
-    import json
     import os
-    from pathlib import Path
 
     import dspy
 
-    from rlhfkit.core.vllm_server import shared_server
-
     # LiteLLM (under dspy.LM) would fetch its model price list from the internet; its bundled copy does here.
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    folder = servable_folder(resolve_model(model))
-    context = json.loads((Path(folder) / "config.json").read_text()).get("max_position_embeddings")
-    server = shared_server(folder, max_model_len=int(context) if context else None)
+    server = serve_local(model)
     return dspy.LM(f"openai/{server.served_name}", api_base=f"{server.url}/v1", api_key="local", model_type="chat",
                    temperature=0.0, max_tokens=max_new_tokens, cache=cache, num_retries=2)
 

@@ -300,14 +300,12 @@ def stop_all() -> None:
 atexit.register(stop_all)
 
 
-def weights_mtime_ns(folder: Path) -> int:
-    return max((f.stat().st_mtime_ns for f in folder.iterdir() if f.is_file()), default=0)
-
-
 def shared_server(model_dir: str | Path, *, max_model_len: int | None = None, **settings: Any) -> VLLMServer:
     """The running server for `model_dir` with these settings, started if needed (see the module docstring)."""
+    from rlhfkit.core.local_lm import newest_file_mtime_ns
+
     folder = Path(model_dir).resolve()
-    stamp = weights_mtime_ns(folder)
+    stamp = newest_file_mtime_ns(str(folder))
     # The engine's virtualenv is part of the key: a server of another vLLM build is another engine.
     options = json.dumps({"max_model_len": max_model_len, "venv": str(settings.get("venv") or vllm_venv()),
                           **settings}, sort_keys=True, default=str)
