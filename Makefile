@@ -55,10 +55,13 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "warning: chromium is not installed and cannot be installed here (needs root + apt-get)"; fi; }
 
-run: $(STAMP) $(VLLM_STAMP)
+# The virtualenvs are independent: they are set up side by side (most of it is waiting on downloads and disk).
+run:
+	@$(MAKE) --no-print-directory -j3 $(STAMP) $(VLLM_STAMP)
 	$(VENV)/bin/rlhfkit run
 
-test: $(STAMP) $(LS_STAMP) $(VLLM_STAMP) browser
+test:
+	@$(MAKE) --no-print-directory -j4 setup browser
 	$(VENV)/bin/python -m pytest
 
 clean-venv:

@@ -178,7 +178,7 @@ def test_port_taken_and_missing_engine_give_clear_errors(vllm_venv, engine_polic
     assert result.prompts == 2 and "generating with transformers instead" in caplog.text
 
 
-@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])  # Ctrl-C takes the SIGTERM path
 def test_no_engine_outlives_rlhfkit(vllm_venv, engine_policy, tmp_path, how):
     folder = tmp_path / "policy"
     import shutil
@@ -190,7 +190,7 @@ def test_no_engine_outlives_rlhfkit(vllm_venv, engine_policy, tmp_path, how):
     env = {**os.environ, "RLHFKIT_VLLM_VENV": str(vllm_venv)}
     process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        assert wait_until(lambda: len(engine_processes(str(folder))) >= 2, timeout=240), "the engine never started"
+        assert wait_until(lambda: len(engine_processes(str(folder))) >= 3, timeout=240), "the engine never started"
         process.send_signal(how)
         process.wait(60)
         assert wait_until(lambda: not engine_processes(str(folder)), timeout=60), \

