@@ -1,7 +1,8 @@
 """What a benchmark ran on, and the machine's own matmul speed, so results can be compared across machines.
 
-- `machine_info()`: cores (all, usable by this process, and the cgroup CPU quota), CPU model, load average at the
-  time (other work on the machine slows a benchmark down), torch / transformers / Python versions, GPU if any.
+- `machine_info()` (from `rlhfkit.core.machine`): cores (all, usable by this process, and the cgroup CPU quota),
+  CPU model, load average at the time (other work on the machine slows a benchmark down), torch / transformers /
+  Python versions, GPU if any.
 - `busy_cpus()`, `CpuMonitor`: CPUs that other work keeps busy, now or during a timed block.
 - `matmul_flops()`: FLOP/s of a large fp32 matrix product in this process, with torch's current thread count: the
   practical ceiling ("roofline") that model FLOP rates are divided by.
@@ -12,33 +13,15 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from rlhfkit.core.machine import machine_info
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _cpu_quota() -> float | None:
-    """CPUs the cgroup lets this process use (cgroup v2 cpu.max), or None when unlimited or unknown."""
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-    except (OSError, ValueError):
-        return None
-    return None if quota == "max" else int(quota) / int(period)
 
 
 def _cpu_seconds() -> tuple[float, float] | None:
@@ -82,33 +65,6 @@ class CpuMonitor:
             return
         other = (machine[0] - machine0[0]) - (own - own0)
         self.other_cpus = max(0.0, other / (wall - wall0))
-
-
-def machine_info() -> dict[str, Any]:
-    import torch
-    import transformers
-
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        affinity = os.cpu_count()
-    try:
-        load = [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        load = None
-    return {
-        "cpu_model": _cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "cpu_affinity": affinity,
-        "cpu_quota": _cpu_quota(),
-        "torch_threads": torch.get_num_threads(),
-        "load_average": load,  # 1, 5, 15 min when the result was written: > cores means the benchmark shared CPUs
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
 
 
 def usable_cpus() -> int:

@@ -70,6 +70,9 @@ class DPOTrainingConfig(PolicyTrainingConfig):
     """Drop pairs whose consensus agreement is below this share."""
     strength_weighting: bool = True
     """Draw pairs in proportion to their strength (slight 0.5, clear 1, strong 2); False: uniformly."""
+    pairs_per_prompt: int | None = None
+    """Train on at most this many pairs per prompt, the strongest first (ties broken at random by `seed`): with
+    many answers per prompt, one pair each spreads a short training budget over more prompts. None: every pair."""
 
     def validate(self) -> None:
         super().validate()
@@ -86,6 +89,7 @@ class DPOTrainingConfig(PolicyTrainingConfig):
             (self.max_length >= 16, "max_length must be at least 16"),
             (self.ties in ("drop", "margin0"), "ties must be 'drop' or 'margin0'"),
             (self.both_bad in ("drop", "tie"), "both_bad must be 'drop' or 'tie'"),
+            (self.pairs_per_prompt is None or self.pairs_per_prompt >= 1, "pairs_per_prompt must be at least 1"),
         ]
         require(checks, "DPOTrainingConfig")
 
@@ -111,6 +115,8 @@ def dpo_rows(records: Iterable[PreferenceRecord], config: DPOTrainingConfig
     policy = ExportPolicy(ties=config.ties, both_bad=config.both_bad, aggregate=config.aggregate,
                           min_agreement=config.min_agreement)
     pairs, report = trainable_pairs(records, policy, "DPO")
+    if config.pairs_per_prompt is not None:
+        pairs = strongest_per_prompt(pairs, config.pairs_per_prompt, config.seed)
     rows, weights = [], []
     for pair in pairs:
         rows.append({
@@ -121,6 +127,20 @@ def dpo_rows(records: Iterable[PreferenceRecord], config: DPOTrainingConfig
         margin = float(pair.get("margin") or 0.0)
         weights.append(margin if margin > 0 else 1.0)
     return rows, weights, report.as_dict()
+
+
+def strongest_per_prompt(pairs: list[dict[str, Any]], limit: int, seed: int = 0) -> list[dict[str, Any]]:
+    """At most `limit` pairs per prompt, the largest margin first; equal margins in a seeded random order."""
+    import json
+    import random
+
+    rng = random.Random(seed)
+    by_prompt: dict[str, list[tuple[float, float, int]]] = {}
+    for index, pair in enumerate(pairs):
+        key = json.dumps(pair["prompt"], sort_keys=True)
+        by_prompt.setdefault(key, []).append((-float(pair.get("margin") or 0.0), rng.random(), index))
+    kept = sorted(index for group in by_prompt.values() for *_, index in sorted(group)[:limit])
+    return [pairs[index] for index in kept]
 
 
 def _assistant(completion: Any) -> list[dict[str, str]]:

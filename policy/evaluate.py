@@ -84,8 +84,51 @@ def verify_answers(prompts: Sequence[PromptItem], answers: dict[str, str]) -> li
         except VerificationError:
             continue
         rows.append({"key": item.key, "n": len(checks), "strict": sum(c.strict for c in checks),
-                     "loose": sum(c.loose for c in checks)})
+                     "loose": sum(c.loose for c in checks),
+                     "loose_by_instruction": [[c.instruction_id, c.loose] for c in checks]})
     return rows
+
+
+def by_instruction(before: Sequence[dict[str, Any]], after: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Loose pass rate per IFEval instruction id, before and after, on the prompts both evaluated."""
+    first = {row["key"]: row for row in before}
+    counts: dict[str, list[int]] = {}
+    for row in after:
+        if row["key"] not in first:
+            continue
+        for (name, passed), (_, passed_before) in zip(row["loose_by_instruction"],
+                                                      first[row["key"]]["loose_by_instruction"]):
+            tally = counts.setdefault(name, [0, 0, 0])
+            tally[0] += 1
+            tally[1] += bool(passed_before)
+            tally[2] += bool(passed)
+    return {name: {"n": n, "before": b / n, "after": a / n} for name, (n, b, a) in sorted(counts.items())}
+
+
+def plot_by_instruction(table: dict[str, dict[str, Any]], path: Path) -> Path | None:
+    """Horizontal bars: each instruction type's pass rate before and after."""
+    if not table:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(table)
+    ys = np.arange(len(names))
+    figure, ax = plt.subplots(figsize=(7.5, 0.42 * len(names) + 1.2))
+    ax.barh(ys + 0.2, [table[n]["before"] for n in names], 0.4, label="before", color="#9aa5b8")
+    ax.barh(ys - 0.2, [table[n]["after"] for n in names], 0.4, label="after", color="#1a73e8")
+    ax.set_yticks(ys, [f"{n.split(':')[-1]} ({table[n]['n']})" for n in names])
+    ax.invert_yaxis()
+    ax.set(xlim=(0, 1), xlabel="share of held-out prompts that follow it (loose)",
+           title="IFEval pass rate by instruction type (prompts per type)")
+    ax.legend(loc="lower right")
+    figure.tight_layout()
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=110, format="png")
+    plt.close(figure)
+    return path
 
 
 def _estimate(values: Sequence[float], groups: Sequence[Any], config: PolicyEvalConfig) -> dict[str, float]:
@@ -166,6 +209,8 @@ def evaluate_policy(model: str, prompts: Sequence[PromptItem], out_dir: str | Pa
         if rows and reference_rows:
             report["verifier_delta"] = {level: paired_delta(reference_rows, rows, level, config)
                                         for level in LEVELS}
+            report["by_instruction"] = by_instruction(reference_rows, rows)
+            plot_by_instruction(report["by_instruction"], out / "by_instruction.png")
         if reward_model is not None:
             report["win_rate"] = win_rate(reward_model, prompts, answers, reference, config)
     atomic_write_text(out / "per_prompt.json", json.dumps(rows, indent=1))

@@ -144,18 +144,44 @@ CONSTRAINTS: list[tuple[str, str, dict[str, Any]]] = [
      "detectable_format:title", {}),
     ("At the end of your response, please explicitly add a postscript starting with P.S.",
      "detectable_content:postscript", {"postscript_marker": "P.S."}),
+    ("Include the keywords \"simple\" and \"example\" in the response.", "keywords:existence",
+     {"keywords": ["simple", "example"]}),
+    ("Your response should contain less than 3 sentences.", "length_constraints:number_sentences",
+     {"num_sentences": 3, "relation": "less than"}),
+    ("Highlight at least 2 sections in your answer with markdown, i.e. *highlighted section*.",
+     "detectable_format:number_highlighted_sections", {"num_highlights": 2}),
+    ("The response must contain at least 2 placeholders represented by square brackets, such as [address].",
+     "detectable_content:number_placeholders", {"num_placeholders": 2}),
+    ("Your response must have 2 sections. Mark the beginning of each section with SECTION X, such as: SECTION 1",
+     "detectable_format:multiple_sections", {"section_spliter": "SECTION", "num_sections": 2}),
 ]
+CONSTRAINT_IDS = tuple(instruction_id for _, instruction_id, _ in CONSTRAINTS)
+# The constraints the bundled SmolLM2-135M-Instruct follows *sometimes* when sampled (T=1, 64 tokens: between 0.2
+# and 0.7 of its answers pass, docs/pipeline.md), so its answers to them differ and make informative pairs. It almost
+# never writes all lowercase, ends with a given phrase or quotes its whole answer, and always stays under 60 words:
+# pairs on those teach nothing.
+SOMETIMES_FOLLOWED = ("detectable_format:number_bullet_lists", "detectable_format:title",
+                      "detectable_content:postscript", "punctuation:no_comma", "keywords:existence",
+                      "length_constraints:number_sentences", "detectable_format:number_highlighted_sections",
+                      "detectable_content:number_placeholders", "detectable_format:multiple_sections")
 
 AUDIENCES = ["", " to a ten-year-old"]
 MAX_BUILTIN_PROMPTS = len(TASKS) * len(CONSTRAINTS) * len(AUDIENCES)
 
 
-def builtin_prompts(n: int | None = None, seed: int = 0) -> list[PromptItem]:
-    """`n` distinct instruction-following prompts (all 256 when None), each verifiable by `reward.ifeval`.
+def builtin_prompts(n: int | None = None, seed: int = 0, constraints: Sequence[str] | None = None
+                    ) -> list[PromptItem]:
+    """`n` distinct instruction-following prompts (all of them when None), each verifiable by `reward.ifeval`.
 
-    Every task meets every constraint; the order is shuffled by `seed`, so any prefix mixes tasks and constraints.
+    `constraints` picks IFEval instruction ids from `CONSTRAINT_IDS` (None: all of them). Every task meets every
+    constraint; the order is shuffled by `seed`, so any prefix mixes tasks and constraints.
     """
-    combos = [(t, c, a) for t in range(len(TASKS)) for c in range(len(CONSTRAINTS)) for a in range(len(AUDIENCES))]
+    wanted = CONSTRAINT_IDS if constraints is None else tuple(constraints)
+    unknown = sorted(set(wanted) - set(CONSTRAINT_IDS))
+    if unknown or not wanted:
+        raise ValueError(f"built-in constraints are {', '.join(CONSTRAINT_IDS)}; not {', '.join(unknown) or 'none'}")
+    chosen = [c for c, instruction_id in enumerate(CONSTRAINT_IDS) if instruction_id in wanted]
+    combos = [(t, c, a) for t in range(len(TASKS)) for c in chosen for a in range(len(AUDIENCES))]
     random.Random(seed).shuffle(combos)
     n = len(combos) if n is None else n
     if not 1 <= n <= len(combos):

@@ -11,7 +11,14 @@ from policy.candidate_pairs import candidate_pairs
 from policy.evaluate import PolicyEvalConfig, evaluate_policy, paired_delta, pass_rates, win_rate
 from policy.generate import GenerationConfig, generate_candidates, read_candidates
 from policy.model import PolicyModelError, load_policy
-from policy.prompts import MAX_BUILTIN_PROMPTS, PromptItem, builtin_prompts, read_prompts, split_prompts
+from policy.prompts import (
+    MAX_BUILTIN_PROMPTS,
+    SOMETIMES_FOLLOWED,
+    PromptItem,
+    builtin_prompts,
+    read_prompts,
+    split_prompts,
+)
 from preference.errors import DataError
 from reward.ifeval import verify_response
 from reward.model import RewardModel
@@ -35,14 +42,22 @@ def scorer(tmp_path_factory) -> RewardModel:
 # -- prompts --------------------------------------------------------------------------------------------------------
 def test_builtin_prompts_are_distinct_and_verifiable():
     items = builtin_prompts()
-    assert len(items) == MAX_BUILTIN_PROMPTS == 256
-    assert len({item.prompt for item in items}) == 256 and len({item.key for item in items}) == 256
-    for item in items[:40]:
+    assert len(items) == MAX_BUILTIN_PROMPTS == 16 * 13 * 2
+    assert len({item.prompt for item in items}) == 416 and len({item.key for item in items}) == 416
+    for item in items:
         score, _ = verify_response("x", item.metadata["instruction_id_list"], item.metadata["kwargs"], item.prompt)
         assert 0.0 <= score <= 1.0  # every constraint has every parameter its checker needs
     assert builtin_prompts(10, seed=1) != builtin_prompts(10, seed=2)
-    with pytest.raises(ValueError, match="1 to 256"):
+    with pytest.raises(ValueError, match="1 to 416"):
         builtin_prompts(0)
+
+
+def test_builtin_prompts_can_be_limited_to_some_constraints():
+    items = builtin_prompts(constraints=SOMETIMES_FOLLOWED)
+    assert len(items) == 16 * len(SOMETIMES_FOLLOWED) * 2
+    assert {i.metadata["instruction_id_list"][0] for i in items} == set(SOMETIMES_FOLLOWED)
+    with pytest.raises(ValueError, match="not keywords:nonsense"):
+        builtin_prompts(constraints=["keywords:nonsense"])
 
 
 def test_read_prompts_names_every_bad_line(tmp_path):

@@ -46,6 +46,10 @@ CONSTRAINT_TEXT: dict[str, str] = {
     "length_constraints:number_sentences": "Keep to the number of sentences the request allows.",
     "length_constraints:number_paragraphs": "Use exactly the number of paragraphs requested, separated as asked.",
     "keywords:existence": "Use every keyword the request names.",
+    "detectable_format:number_highlighted_sections": "Highlight as many sections with *asterisks* as requested.",
+    "detectable_content:number_placeholders": "Include as many [placeholders] in square brackets as requested.",
+    "detectable_format:multiple_sections": "Mark each section the request asks for with its marker and number, "
+                                          "like SECTION 1.",
     "keywords:forbidden_words": "Never use the words the request forbids.",
     "detectable_format:json_format": "Answer with valid JSON only.",
     "language:response_language": "Answer in the language the request asks for.",

@@ -118,6 +118,11 @@ def run(
         table.add_row(name, f"{entry['seconds']:.1f}", escape(_headline(entry["result"])))
     table.caption = f"report: {work / 'report.html'}  ·  metrics: {work / 'metrics.json'}"
     console.print(table)
+    from rlhfkit.pipeline.headline import headlines
+
+    for line in headlines(manifest["stages"]):
+        mark = "[green]✓[/]" if line["significant"] else "[yellow]·[/]"
+        console.print(f"{mark} {escape(line['text'])}", soft_wrap=True)
 
 
 def _headline(result: dict) -> str:

@@ -153,6 +153,8 @@ def dpo(
     both_bad: Annotated[str, typer.Option(help="'drop' or 'tie'.")] = "drop",
     strength_weighting: Annotated[bool, typer.Option(help="Draw pairs in proportion to judgment strength.")] = True,
     precompute_ref: Annotated[bool, typer.Option(help="Precompute the reference log-probs once.")] = False,
+    pairs_per_prompt: Annotated[int | None, typer.Option(help="At most this many pairs per prompt, the strongest "
+                                                               "first (default: every pair).")] = None,
     lora: LoraOpt = True,
     system: SystemOpt = None,
     chat_template: TemplateOpt = None,
@@ -169,8 +171,8 @@ def dpo(
                                learning_rate=learning_rate, per_device_train_batch_size=batch_size,
                                max_length=max_length, ties=ties, both_bad=both_bad,  # type: ignore[arg-type]
                                strength_weighting=strength_weighting, precompute_ref_log_probs=precompute_ref,
-                               lora=lora, system_prompt=system, chat_template=chat_template, seed=seed,
-                               resume=resume)
+                               pairs_per_prompt=pairs_per_prompt, lora=lora, system_prompt=system,
+                               chat_template=chat_template, seed=seed, resume=resume)
     config.validate()
     records, _ = load_records(data, None, ImportOptions())
     summary = train_dpo(records, config)

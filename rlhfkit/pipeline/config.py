@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from policy.prompts import CONSTRAINT_IDS, SOMETIMES_FOLLOWED
 
 
 class Section(BaseModel):
@@ -35,15 +37,29 @@ class PromptsSection(Section):
     source: str = Field("builtin", description="'builtin' (rlhfkit's own instruction-following prompts: tasks x "
                         "verifiable constraints) or a prompts file (JSONL: prompt, optional instruction_id_list + "
                         "kwargs as in IFEval).")
-    train: int = Field(32, ge=2, description="Prompts the policy answers to make training pairs.")
-    heldout: int = Field(32, ge=2, description="Prompts kept apart (grouped by prompt) to evaluate the policy "
+    constraints: list[str] | None = Field(list(SOMETIMES_FOLLOWED), description="Built-in prompts only: the "
+                                          "IFEval constraints to draw from (null: all of policy.prompts."
+                                          "CONSTRAINT_IDS); the default keeps those the bundled policy follows "
+                                          "sometimes, whose answers make informative pairs.")
+    train: int = Field(128, ge=2, description="Prompts the policy answers to make training pairs.")
+    heldout: int = Field(128, ge=2, description="Prompts kept apart (grouped by prompt) to evaluate the policy "
                          "before and after the update.")
+
+
+    @field_validator("constraints")
+    @classmethod
+    def _known(cls, value: list[str] | None) -> list[str] | None:
+        unknown = [name for name in value or [] if name not in CONSTRAINT_IDS]
+        if unknown or value == []:
+            raise ValueError(f"unknown constraint(s) {', '.join(unknown) or '(empty list)'}; built-in: "
+                             f"{', '.join(CONSTRAINT_IDS)}")
+        return value
 
 
 class GenerateSection(Section):
     candidates: int = Field(4, ge=2, description="Answers sampled per training prompt; every two distinct answers "
                             "make a pair to label.")
-    max_new_tokens: int = Field(96, ge=8, description="Answer length limit in tokens (IFEval endings such as "
+    max_new_tokens: int = Field(64, ge=8, description="Answer length limit in tokens (IFEval endings such as "
                                 "a closing phrase or a P.S. need room).")
     temperature: float = Field(1.0, gt=0, description="Sampling temperature (diverse answers make informative "
                                 "pairs).")
@@ -100,7 +116,7 @@ class RewardSection(Section):
     batch_size: int = Field(8, ge=1, description="Pairs per step.")
     max_length: int = Field(256, ge=64, description="Token limit per (prompt, answer); longer ones are truncated, "
                             "never dropped.")
-    heldout: float = Field(0.25, gt=0, lt=1, description="Share of labeled prompts kept to evaluate the reward "
+    heldout: float = Field(0.4, gt=0, lt=1, description="Share of labeled prompts kept to evaluate the reward "
                            "model (accuracy, calibration).")
 
 
@@ -108,20 +124,25 @@ class UpdateSection(Section):
     method: Literal["dpo", "grpo", "rloo", "ppo"] = Field("dpo", description="How the policy learns: 'dpo' from "
                                                           "the labeled pairs; 'grpo', 'rloo' or 'ppo' online, "
                                                           "rewarded by the reward model (and the verifier).")
-    learning_rate: float = Field(5e-5, gt=0, description="Peak learning rate (LoRA).")
+    learning_rate: float = Field(2e-4, gt=0, description="Peak learning rate (LoRA).")
     epochs: float = Field(1.0, gt=0, description="Epochs over the pairs (DPO) or the training prompts (GRPO/RLOO).")
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimiser steps (PPO: updates); "
                                   "null: by epochs (PPO: one update per batch of prompts).")
     batch_size: int = Field(4, ge=1, description="Pairs (DPO) or prompts (GRPO/RLOO/PPO) per step.")
     beta: float = Field(0.1, ge=0, description="KL strength against the starting policy.")
-    max_length: int = Field(384, ge=32, description="DPO: token limit of prompt plus answer.")
+    max_length: int = Field(192, ge=32, description="DPO: token limit of prompt plus answer.")
+    pairs_per_prompt: int | None = Field(1, ge=1, description="DPO: at most this many labeled pairs per prompt, the "
+                                         "strongest first (null: every pair); one each spreads the training time "
+                                         "over more prompts.")
+    loss_type: list[str] = Field(["sigmoid", "sft"], min_length=1, description="DPO: TRL's losses, summed "
+                                 "('sigmoid' is DPO; 'sft' adds the chosen answers' likelihood, as in RPO).")
     verifier_reward: bool = Field(True, description="GRPO/RLOO/PPO: add the IFEval verifier's pass share to the "
                                   "reward model's reward.")
     lora: bool = Field(True, description="Train LoRA adapters (saved as an adapter folder) instead of all weights.")
 
 
 class EvaluateSection(Section):
-    max_new_tokens: int = Field(96, ge=8, description="Answer length limit (greedy) on held-out prompts.")
+    max_new_tokens: int = Field(80, ge=8, description="Answer length limit (greedy) on held-out prompts.")
     batch_size: int | None = Field(None, ge=1, description="Prompts per generation chunk; null: the engine's "
                                    "default.")
     n_bootstrap: int = Field(2000, ge=1, description="Bootstrap resamples for the confidence intervals.")
@@ -138,16 +159,20 @@ class InstructionsSection(Section):
     enabled: bool = Field(True, description="Search for a better system instruction for the updated policy.")
     task: str = Field("Answer the request and follow every instruction in it about format, length and wording",
                       description="What the instruction is for (the starting instruction and the LM's brief).")
-    prompts: int = Field(12, ge=2, description="Training prompts the search scores instructions on (30% kept to "
+    prompts: int = Field(24, ge=2, description="Training prompts the search scores instructions on (30% kept to "
                          "confirm the winner).")
-    budget: int = Field(72, ge=10, description="Policy calls (answers generated) the search may spend.")
+    budget: int = Field(160, ge=10, description="Policy calls (answers generated) the search may spend.")
     population: int = Field(4, ge=2, description="Instructions per generation.")
     generations: int = Field(2, ge=0, description="Generations after the first.")
-    lm: str = Field("smollm2-135m-instruct", description="LM that writes and rewrites instructions: a bundled name, "
-                    "local:PATH, a LiteLLM model string, or 'none' (structural operators only).")
+    lm: str = Field("none", description="LM that writes and rewrites instructions: a bundled name, local:PATH, a "
+                    "LiteLLM model string, or 'none' (structural operators only: the default, since the bundled "
+                    "135M model writes instructions that score lower than its start, docs/pipeline.md).")
     max_new_tokens: int = Field(64, ge=8, description="Answer length limit when scoring an instruction.")
     reward_weight: float = Field(0.5, ge=0, description="Weight of the reward model against the verifier (1) in "
                                  "the instruction score.")
+    heldout_check: bool = Field(True, description="Answer the run's held-out prompts under the found instruction "
+                                "and under its start, and report the paired change in pass rate (costs two "
+                                "greedy passes; skipped when the start is kept).")
 
 
 class PipelineConfig(Section):

@@ -32,12 +32,14 @@ text-align:left;vertical-align:top} th{background:#f3f5f9} td.n{text-align:right
 min-width:200px}.card b{font-size:22px;display:block}.good{color:#137333}.bad{color:#b3261e}
 img{max-width:100%;border:1px solid #eee} img.half{max-width:560px}
 pre{white-space:pre-wrap;margin:0;font:13px/1.35 ui-monospace,monospace}
-.note{color:#667;font-size:13px}
+.note{color:#667;font-size:13px} p.headline{font-size:16px;margin:6px 0}
 </style></head><body>
 <h1>rlhfkit run</h1><div class="sub">{{ work }} · policy <code>{{ config.policy.model }}</code> · reward backbone
 <code>{{ config.reward.model }}</code> · labels: {{ config.label.annotator }} · update: {{ config.update.method }}
 · rlhfkit {{ version }}</div>
 
+{% for line in headline %}<p class="headline {{ 'good' if line.significant else '' }}">{{ line.text }}</p>
+{% endfor %}
 <div class="cards">
 {% for card in cards %}<div class="card">{{ card.title }}<b class="{{ card.tone }}">{{ card.value }}</b>
 <span class="note">{{ card.note }}</span></div>{% endfor %}
@@ -68,6 +70,8 @@ pre{white-space:pre-wrap;margin:0;font:13px/1.35 ui-monospace,monospace}
 {% endif %}
 {% if win %}<p>Reward win rate of the updated policy over the starting one: <b>{{ win }}</b></p>{% endif %}
 {% if images.evaluate %}<img class="half" alt="pass rates" src="{{ images.evaluate }}">{% endif %}
+{% if images.by_instruction %}<img class="half" alt="pass rate by instruction type"
+src="{{ images.by_instruction }}">{% endif %}
 {% if images.curves %}<h3>Training curves ({{ config.update.method }})</h3><img alt="training curves"
 src="{{ images.curves }}">{% endif %}
 
@@ -170,10 +174,10 @@ def write_report(ctx: Context) -> Path:
     if reward["accuracy"] is not None:
         cards.append({"title": "reward model, held-out accuracy", "value": f"{reward['accuracy']:.3f}",
                       "note": f"95% CI {reward['ci']}", "tone": ""})
-    delta = evaluation.get("verifier_delta", {}).get("prompt_loose")
+    delta = evaluation.get("verifier_delta", {}).get("instruction_loose")
     if delta:
         tone = "good" if delta["ci_low"] > 0 else "bad" if delta["ci_high"] < 0 else ""
-        cards.append({"title": "IFEval pass rate change (prompt, loose)", "value": f"{delta['delta']:+.3f}",
+        cards.append({"title": "IFEval pass rate change (instruction, loose)", "value": f"{delta['delta']:+.3f}",
                       "note": f"95% CI {_ci(delta['ci_low'], delta['ci_high'])}", "tone": tone})
     if "value" in win_rate:
         cards.append({"title": "reward win rate after vs before", "value": f"{win_rate['value']:.3f}",
@@ -186,8 +190,10 @@ def write_report(ctx: Context) -> Path:
                   "for a win rate) means this run cannot tell the change from noise: the default job is sized to "
                   "finish in minutes on a laptop CPU. Give it more prompts and candidates (see docs/pipeline.md); "
                   "benchmarks/dpo_quality.py shows what a larger DPO round does.") if small else ""
+    from rlhfkit.pipeline.headline import headlines
+
     page = TEMPLATE.render(
-        noise_note=noise_note,
+        noise_note=noise_note, headline=headlines(stages),
         work=str(work), config=ctx.config, version=__version__, cards=cards,
         stages=[{"name": name, "seconds": f"{entry['seconds']:.1f}",
                  "result": ", ".join(f"{k}={_fmt(v)}" for k, v in entry["result"].items()
@@ -204,6 +210,7 @@ def write_report(ctx: Context) -> Path:
         search_note=stages.get("instructions", {}).get("result", {}).get("skipped", "not run"),
         examples=_examples(ctx, ctx.config.evaluate.examples),
         images={"reward": _image(work / "reward" / "eval.png"), "evaluate": _image(work / "evaluate" / "eval.png"),
+                "by_instruction": _image(work / "evaluate" / "by_instruction.png"),
                 "curves": _image(work / "policy" / "curves.png"),
                 "search": _image(work / "instructions" / "search.png")})
     path = work / "report.html"

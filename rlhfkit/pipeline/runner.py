@@ -21,9 +21,11 @@ from rich.console import Console
 
 from rlhfkit import __version__
 from rlhfkit.core.atomic import atomic_write_text
+from rlhfkit.core.machine import machine_info
 from rlhfkit.core.registry import BUNDLED, ModelNotFoundError, resolve_model
-from rlhfkit.core.vllm_server import stop_all
+from rlhfkit.core.vllm_server import cpu_build, stop_all
 from rlhfkit.pipeline.config import PipelineConfig
+from rlhfkit.pipeline.headline import headlines
 from rlhfkit.pipeline.stages import SECTIONS, STAGES, TRAINING_STAGES, Context, LabelingPending
 
 MANIFEST = "manifest.json"
@@ -116,8 +118,10 @@ def _run_stages(ctx: Context, manifest: dict[str, Any], console: Console) -> Non
         if done is not None:
             console.print(f"[green]✓[/] [{index}/{len(STAGES)}] {title}: done earlier ({done['seconds']:.1f} s)")
             continue
-        if name in TRAINING_STAGES:
-            stop_all()  # an idle engine holds memory and threads: training gets the whole machine
+        if name in TRAINING_STAGES and not cpu_build():
+            # A GPU engine holds most of the GPU's memory, which training needs. An idle CPU engine takes no CPU
+            # time and a few GB of RAM; kept, it answers the evaluation's reference prompts without a restart.
+            stop_all()
         console.rule(f"[bold][{index}/{len(STAGES)}] {title}[/]")
         started = time.perf_counter()
         try:
@@ -137,9 +141,10 @@ def _run_stages(ctx: Context, manifest: dict[str, Any], console: Console) -> Non
 def _write_metrics(work: Path, manifest: dict[str, Any]) -> Path:
     """`metrics.json`: every stage's result and its seconds under `timings_s` (the report stage's included)."""
     stages = manifest["stages"]
-    metrics = {"timings_s": {name: entry["seconds"] for name, entry in stages.items()},
+    metrics = {"headline": [line["text"] for line in headlines(stages)],
+               "timings_s": {name: entry["seconds"] for name, entry in stages.items()},
                "total_s": round(sum(entry["seconds"] for entry in stages.values()), 2),
-               **{name: entry["result"] for name, entry in stages.items()}}
+               **{name: entry["result"] for name, entry in stages.items()}, "machine": machine_info()}
     path = work / "metrics.json"
     atomic_write_text(path, json.dumps(metrics, indent=1, default=str))
     return path

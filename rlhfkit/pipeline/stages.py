@@ -87,7 +87,12 @@ def prompts(ctx: Context) -> dict[str, Any]:
     spec = ctx.config.prompts
     wanted = spec.train + spec.heldout
     if spec.source == "builtin":
-        items = builtin_prompts(wanted, seed=ctx.config.seed)
+        available = len(builtin_prompts(constraints=spec.constraints))
+        if wanted > available:
+            raise ValueError(f"prompts.train + prompts.heldout = {wanted}, but the built-in set has {available} "
+                             "prompts with prompts.constraints; ask for fewer, allow more constraints (null: all) "
+                             "or give a prompts file")
+        items = builtin_prompts(wanted, seed=ctx.config.seed, constraints=spec.constraints)
     else:
         items = read_prompts(ctx.resolve(spec.source))
     train, heldout = split_prompts(items, spec.heldout / wanted if len(items) <= wanted else
@@ -239,7 +244,9 @@ def policy(ctx: Context) -> dict[str, Any]:
     if spec.method == "dpo":
         from policy.dpo import DPOTrainingConfig, train_dpo
 
-        summary = train_dpo(ctx.records(), DPOTrainingConfig(**common, beta=spec.beta, max_length=spec.max_length))
+        summary = train_dpo(ctx.records(), DPOTrainingConfig(**common, beta=spec.beta, max_length=spec.max_length,
+                                                             pairs_per_prompt=spec.pairs_per_prompt,
+                                                             loss_type=list(spec.loss_type)))
     elif spec.method in ("grpo", "rloo"):
         from policy.rl import RLTrainingConfig, train_rl
 
@@ -265,6 +272,9 @@ def policy(ctx: Context) -> dict[str, Any]:
 
 
 # -- 6. policy before / after -------------------------------------------------------------------------------------
+HEADLINE_LEVEL = "instruction_loose"
+
+
 def evaluate(ctx: Context) -> dict[str, Any]:
     from policy.evaluate import PolicyEvalConfig, evaluate_policy
 
@@ -275,10 +285,12 @@ def evaluate(ctx: Context) -> dict[str, Any]:
     report = evaluate_policy(ctx.updated_policy, ctx.prompts("heldout"), ctx.folder("evaluate"),
                              reference_model=ctx.config.policy.model, reward_model=ctx.reward_model, config=config)
     after, before = report["verifier"], report["reference"]["verifier"]
-    delta = report.get("verifier_delta", {}).get("prompt_loose", {})
+    # The headline level: IFEval's instruction-level loose accuracy (each instruction counts once).
+    delta = report.get("verifier_delta", {}).get(HEADLINE_LEVEL, {})
     win = report.get("win_rate", {})
-    return {"prompts": report["n_prompts"], "pass_rate_before": before.get("prompt_loose", {}).get("value"),
-            "pass_rate_after": after.get("prompt_loose", {}).get("value"), "pass_rate_delta": delta.get("delta"),
+    return {"prompts": report["n_prompts"], "level": HEADLINE_LEVEL,
+            "pass_rate_before": before.get(HEADLINE_LEVEL, {}).get("value"),
+            "pass_rate_after": after.get(HEADLINE_LEVEL, {}).get("value"), "pass_rate_delta": delta.get("delta"),
             "pass_rate_delta_ci": [delta.get("ci_low"), delta.get("ci_high")], "win_rate": win.get("value"),
             "win_rate_ci": [win.get("ci_low"), win.get("ci_high")]}
 
@@ -317,9 +329,31 @@ def instructions(ctx: Context) -> dict[str, Any]:
     result = optimizer.optimize(spec.task, ctx.prompts("train")[:spec.prompts])
     atomic_write_text(folder / "result.json", json.dumps(result.to_dict(), indent=1))
     result.plot(folder / "search.png")
-    return {"best_instruction": result.best_instruction, "heldout_score": result.heldout_score,
-            "start_heldout_score": result.start_heldout_score, "confirmed": result.confirmed,
-            "policy_calls": result.policy_calls}
+    summary = {"best_instruction": result.best_instruction, "heldout_score": result.heldout_score,
+               "start_heldout_score": result.start_heldout_score, "confirmed": result.confirmed,
+               "policy_calls": result.policy_calls}
+    if spec.heldout_check and result.best_instruction != result.start_instruction:
+        summary["heldout_check"] = _instruction_heldout_check(ctx, result.start_instruction, result.best_instruction)
+    return summary
+
+
+def _instruction_heldout_check(ctx: Context, start: str, found: str) -> dict[str, Any]:
+    """The found instruction against its start on the run's held-out prompts (the search never saw them): the
+    updated policy's greedy answers under each, IFEval instruction-level loose pass rates and their paired change."""
+    from policy.evaluate import PolicyEvalConfig, answer, paired_delta, pass_rates, verify_answers
+
+    spec, heldout = ctx.config.instructions, ctx.prompts("heldout")
+    rows = {}
+    for name, instruction in (("start", start), ("found", found)):
+        config = PolicyEvalConfig(max_new_tokens=spec.max_new_tokens, batch_size=ctx.config.evaluate.batch_size,
+                                  backend=ctx.config.generate.backend, system_prompt=instruction,
+                                  n_bootstrap=ctx.config.evaluate.n_bootstrap, seed=ctx.config.seed)
+        answers = answer(ctx.updated_policy, heldout, ctx.folder("instructions") / f"heldout-{name}.jsonl", config)
+        rows[name] = verify_answers(heldout, answers)
+    rates = {name: pass_rates(value, config)["instruction_loose"]["value"] for name, value in rows.items()}
+    delta = paired_delta(rows["start"], rows["found"], "instruction_loose", config)
+    return {"prompts": delta["n"], "start": rates["start"], "found": rates["found"], "delta": delta["delta"],
+            "delta_ci": [delta["ci_low"], delta["ci_high"]]}
 
 
 # -- 9. report ----------------------------------------------------------------------------------------------------
@@ -352,7 +386,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "policy": ("update",),
     "evaluate": ("evaluate", "generate"),
     "dspy": ("dspy", "generate"),
-    "instructions": ("instructions", "generate"),
+    "instructions": ("instructions", "generate", "evaluate"),
     "report": (),
 }
 
