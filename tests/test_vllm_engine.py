@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from policy.generate import Answerer, GenerationConfig, generate_candidates, read_candidates
-from policy.prompts import builtin_prompts
+from policy.prompts import PromptItem, builtin_prompts
 from rlhfkit.core import vllm_server
 from rlhfkit.core.vllm_server import EngineError, VLLMServer, shared_server
 from tests.policy_support import tiny_policy
@@ -127,13 +127,15 @@ def test_answerer_and_a_retrained_policy_get_a_fresh_engine(vllm_venv, engine_po
     shutil.copytree(engine_policy, folder)
     answerer = Answerer(str(folder), max_new_tokens=6)
     assert answerer.backend == "vllm-server"
-    first = answerer.answer("Be brief.", builtin_prompts(3))
+    # Plain prompts: the two random tiny models answer them differently (both stop at once on some prompts).
+    prompts = [PromptItem("Hello"), PromptItem("Write a poem"), PromptItem("What is 2+2?")]
+    first = answerer.answer("Be brief.", prompts)
     assert len(first) == 3 and answerer.calls == 3
     old = answerer.sampler.server
     tiny_policy(folder, seed=7, hidden_size=128, num_heads=2, num_layers=2)  # retrained in place
     fresh = Answerer(str(folder), max_new_tokens=6)
     assert fresh.sampler.server is not old and not old.running()  # the stale engine was stopped
-    assert fresh.answer("Be brief.", builtin_prompts(3)) != first
+    assert fresh.answer("Be brief.", prompts) != first
 
 
 def test_dspy_lm_is_served_through_litellm(vllm_venv, engine_policy):
