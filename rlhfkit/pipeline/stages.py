@@ -329,7 +329,8 @@ def instructions(ctx: Context) -> dict[str, Any]:
     result = optimizer.optimize(spec.task, ctx.prompts("train")[:spec.prompts])
     atomic_write_text(folder / "result.json", json.dumps(result.to_dict(), indent=1))
     result.plot(folder / "search.png")
-    summary = {"best_instruction": result.best_instruction, "heldout_score": result.heldout_score,
+    summary = {"best_instruction": result.best_instruction, "start_instruction": result.start_instruction,
+               "heldout_score": result.heldout_score,
                "start_heldout_score": result.start_heldout_score, "confirmed": result.confirmed,
                "policy_calls": result.policy_calls}
     if spec.heldout_check and result.best_instruction != result.start_instruction:
