@@ -176,3 +176,32 @@ def test_reward_cli_trains_evaluates_and_scores(backbone, tmp_path):
     assert row["r_a"] > row["r_b"] and row["p_a"] > 0.5
     bad = runner.invoke(app, ["reward", "train", str(tmp_path / "train"), "--learning-rate", "0"])
     assert bad.exit_code == 1 and "learning_rate must be positive" in bad.output
+
+
+def test_learning_curve_trains_nested_shares_scores_one_test_set_and_resumes(backbone, tmp_path):
+    from preference.split import split_by_prompt
+    from reward.learning_curve import CurvePoint, learning_curve, save_curve
+
+    train, test = easy_preferences(96, 3), easy_preferences(40, 4)
+    config = RewardTrainingConfig(model=backbone, output_dir=str(tmp_path / "curve"), max_length=64,
+                                  learning_rate=1e-3, num_train_epochs=2, per_device_train_batch_size=16,
+                                  save_steps=50, center_rewards_coefficient=None, resume=True)
+    full = CurvePoint(1.0, len(train), 40, 0.9, [0.8, 1.0])
+    points = learning_curve(train, test, config, [0.5, 0.25], n_bootstrap=50, full=full)
+    assert [p.share for p in points] == [0.25, 0.5, 1.0] and points[-1] is full
+    assert [p.train_judgments for p in points[:2]] == [24, 48]
+    assert all(p.decisive_test_pairs == 40 and 0 <= p.accuracy <= 1 for p in points[:2])
+    # The smaller share's prompts are all inside the larger one's: a curve, not two unrelated samples.
+    small, large = (split_by_prompt(train, {"part": s, "rest": 1 - s}, seed=config.seed)["part"] for s in (0.25, 0.5))
+    assert {r.prompt for r in small} < {r.prompt for r in large}
+
+    finished = (tmp_path / "curve" / "share-0.25" / "model" / "rlhfkit_reward.json").stat().st_mtime_ns
+    again = learning_curve(train, test, config, [0.25, 0.5], n_bootstrap=50)
+    assert [p.accuracy for p in again] == [p.accuracy for p in points[:2]]  # resumed: nothing retrained
+    assert (tmp_path / "curve" / "share-0.25" / "model" / "rlhfkit_reward.json").stat().st_mtime_ns == finished
+
+    files = save_curve(points, tmp_path / "out")
+    assert json.loads(files["json"].read_text())[1]["train_judgments"] == 48
+    assert files["png"].read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match="strictly between 0 and 1"):
+        learning_curve(train, test, config, [1.0])

@@ -12,7 +12,7 @@ file, line and field of each problem. `default_yaml()` writes the defaults with 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -118,6 +118,9 @@ class RewardSection(Section):
                             "never dropped.")
     heldout: float = Field(0.4, gt=0, lt=1, description="Share of labeled prompts kept to evaluate the reward "
                            "model (accuracy, calibration).")
+    learning_curve: list[Annotated[float, Field(gt=0, lt=1)]] = Field(
+        [0.25, 0.5], description="Also train the same recipe on these shares of the training prompts and plot "
+        "held-out accuracy against labeled pairs (reward/curve.png): would more labels help? Empty: skip.")
 
 
 class UpdateSection(Section):

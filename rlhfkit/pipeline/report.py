@@ -61,6 +61,8 @@ pre{white-space:pre-wrap;margin:0;font:13px/1.35 ui-monospace,monospace}
 {{ "%.3f"|format(reward.ece) }}.</p>
 {% else %}<p class="note">No held-out evaluation: {{ reward.error }}</p>{% endif %}
 {% if images.reward %}<img alt="reward model evaluation" src="{{ images.reward }}">{% endif %}
+{% if images.reward_curve %}<img class="half" alt="reward model accuracy against labeled pairs"
+src="{{ images.reward_curve }}">{% endif %}
 
 <h2>Policy before and after</h2>
 {% if policy_rows %}
@@ -209,7 +211,8 @@ def write_report(ctx: Context) -> Path:
         dspy_note=dspy_scores.get("skipped", "not run"),
         search_note=stages.get("instructions", {}).get("result", {}).get("skipped", "not run"),
         examples=_examples(ctx, ctx.config.evaluate.examples),
-        images={"reward": _image(work / "reward" / "eval.png"), "evaluate": _image(work / "evaluate" / "eval.png"),
+        images={"reward": _image(work / "reward" / "eval.png"), "reward_curve": _image(work / "reward" / "curve.png"),
+                "evaluate": _image(work / "evaluate" / "eval.png"),
                 "by_instruction": _image(work / "evaluate" / "by_instruction.png"),
                 "curves": _image(work / "policy" / "curves.png"),
                 "search": _image(work / "instructions" / "search.png")})

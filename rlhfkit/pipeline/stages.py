@@ -229,8 +229,30 @@ def reward(ctx: Context) -> dict[str, Any]:
     atomic_write_text(folder / "eval.json", json.dumps(data, indent=1))
     report.plot(folder / "eval.png")
     accuracy_ci = data.get("accuracy_ci") or [None, None]
-    return {**result, "accuracy": data.get("accuracy"), "accuracy_ci": accuracy_ci,
-            "decisive_test_pairs": data["counts"]["decisive"], "ece": data["calibration"]["ece"]}
+    result = {**result, "accuracy": data.get("accuracy"), "accuracy_ci": accuracy_ci,
+              "decisive_test_pairs": data["counts"]["decisive"], "ece": data["calibration"]["ece"]}
+    if spec.learning_curve:
+        result["learning_curve"] = _reward_curve(ctx, parts, config, result)
+    return result
+
+
+def _reward_curve(ctx: Context, parts: dict[str, list[Any]], config: Any, full: dict[str, Any]
+                  ) -> list[dict[str, Any]]:
+    """The reward recipe retrained on shares of the training prompts, each scored on the same held-out pairs."""
+    from reward.learning_curve import CurvePoint, curve_dicts, learning_curve, save_curve
+
+    folder = ctx.folder("reward")
+    shares = ctx.config.reward.learning_curve
+    with ctx.progress() as progress:
+        task = progress.add_task(f"reward learning curve ({len(shares)} smaller models)", total=len(shares))
+        points = learning_curve(parts["train"], parts["test"],
+                                dataclasses.replace(config, output_dir=str(folder / "curve")), shares,
+                                n_bootstrap=ctx.config.evaluate.n_bootstrap,
+                                full=CurvePoint(1.0, full["train_judgments"], full["decisive_test_pairs"],
+                                                full["accuracy"], list(full["accuracy_ci"])),
+                                on_point=lambda _: progress.advance(task))
+    save_curve(points, folder)
+    return curve_dicts(points)
 
 
 # -- 5. policy update ---------------------------------------------------------------------------------------------
