@@ -1,7 +1,8 @@
 """Render a run's report in headless Chromium for the README and docs/pipeline.md:
 `python docs/screenshot_report.py [runs/main/report.html]` (after `make run`; needs Debian's chromium).
 
-Saves docs/img/report.png: the top of the page (headline cards, stages, reward model, policy before and after).
+Saves docs/img/report.png: the top of the page (headline, stages, reward model and its learning curve, policy
+before and after).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from tests.labelstudio_support import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 
 def main(report: Path = ROOT / "runs" / "main" / "report.html", out: Path = ROOT / "docs" / "img" / "report.png",
-         height: int = 1900) -> Path:
+         height: int = 2350) -> Path:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

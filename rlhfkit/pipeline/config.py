@@ -2,7 +2,8 @@
 
 The defaults are the quick start (`make run`): the bundled SmolLM2-135M-Instruct as the policy, rlhfkit's own
 verifiable prompts, the IFEval verifier as annotator, a MiniLM reward model, one DPO round, DSPy scoring and a short
-instruction search, sized to finish in under seven minutes on a 2-core CPU (docs/pipeline.md has the timings).
+instruction search, sized to finish in about 15 minutes on a 2-core CPU with intervals that exclude chance
+(docs/pipeline.md has the results and timings).
 
 `load_config(path)` validates the whole file before any work starts (pydantic, unknown keys refused) and names the
 file, line and field of each problem. `default_yaml()` writes the defaults with their documentation as comments
