@@ -26,6 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+if (ROOT / ".venv-vllm").is_dir():  # the engine `make setup` installs, as `make run` uses it
+    os.environ.setdefault("RLHFKIT_VLLM_VENV", str(ROOT / ".venv-vllm"))
 
 IFEVAL = ROOT.parent / "shared" / "data" / "ifeval" / "input_data.jsonl"
 WORK = ROOT / "benchmarks" / ".work" / "main_job_transfer"
