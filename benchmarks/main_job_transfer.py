@@ -49,7 +49,7 @@ def main() -> None:
 
     work = args.workdir.resolve()
     manifest = json.loads((work / "manifest.json").read_text())
-    missing = [name for name in ("policy", "evaluate", "instructions") if name not in manifest["stages"]]
+    missing = [name for name in ("update", "evaluate", "instructions") if name not in manifest["stages"]]
     if missing:
         sys.exit(f"{work}: the run has not finished stage(s) {', '.join(missing)}; run `make run` first")
     config = PipelineConfig.model_validate(manifest["config"])  # the settings the run was made with
@@ -60,7 +60,7 @@ def main() -> None:
     out = WORK / f"limit-{args.limit or 'all'}"
     started = time.perf_counter()
     try:
-        report = evaluate_policy(str(work / "policy" / "model"), prompts, out / "policies",
+        report = evaluate_policy(str(work / "update" / "model"), prompts, out / "policies",
                                  reference_model=config.policy.model, reward_model=load_reward_model(
                                      work / "reward" / "model"), config=eval_config)
         search = json.loads((work / "instructions" / "result.json").read_text())
@@ -70,7 +70,7 @@ def main() -> None:
             for name in ("start", "found"):
                 settings = PolicyEvalConfig(**{**eval_config.__dict__, "system_prompt": instruction[name],
                                                "max_new_tokens": config.instructions.max_new_tokens})
-                answers = answer(str(work / "policy" / "model"), prompts, out / f"instruction-{name}.jsonl", settings)
+                answers = answer(str(work / "update" / "model"), prompts, out / f"instruction-{name}.jsonl", settings)
                 rows[name] = verify_answers(prompts, answers)
             delta = paired_delta(rows["start"], rows["found"], HEADLINE, eval_config)
             instruction.update({f"pass_rate_{name}": pass_rates(value, eval_config)[HEADLINE]["value"]

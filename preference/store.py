@@ -17,7 +17,7 @@ import contextlib
 import fcntl
 import json
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from preference.schema import COLUMNS, PreferenceRecord, now_iso
-from rlhfkit.core.atomic import atomic_path, atomic_write_text
+from rlhfkit.core.atomic import atomic_dir, atomic_path, atomic_write_text
+from rlhfkit.core.errors import InputError
 
 MANIFEST = "store.json"
 FORMAT = "rlhfkit-preferences"
@@ -34,7 +35,7 @@ SCHEMA = pa.schema([pa.field(name, pa.string(), nullable=True) for name in COLUM
 SHARD_ROWS = 50_000
 
 
-class StoreError(ValueError):
+class StoreError(InputError):
     """The folder is not a usable preference store."""
 
 
@@ -206,3 +207,11 @@ def save_preferences(records: Iterable[PreferenceRecord], path: str | Path, note
         raise StoreError(f"{path}: a store with data already exists; append to it or choose another folder")
     store.append(records, note)
     return store
+
+
+def replace_preferences(path: str | Path, fill: Callable[[PreferenceStore], Any]) -> PreferenceStore:
+    """The store at `path` replaced by one that `fill` writes, built in a temporary folder beside it and renamed
+    into place: until the rename the old store stays whole, and an interrupted fill leaves it untouched."""
+    with atomic_dir(path) as tmp:
+        fill(PreferenceStore(tmp))
+    return PreferenceStore(path)

@@ -99,7 +99,7 @@ def test_whole_loop_killed_mid_stage_resumes_and_repeats_no_finished_stage(tmp_p
     assert set(metrics["timings_s"]) == set(STAGES)
     assert metrics["label"]["judgments"] > 0 and metrics["evaluate"]["prompts"] == 6
     assert set(metrics["dspy"]) == {"before", "after"}
-    assert (work / "policy" / "model" / "adapter_config.json").exists()  # the LoRA policy the later stages used
+    assert (work / "update" / "model" / "adapter_config.json").exists()  # the LoRA policy the later stages used
     report = (work / "report.html").read_text()
     assert "Policy before and after" in report and "data:image/png;base64," in report
     assert "http://" not in report and "https://" not in report  # self-contained: nothing fetched when opened
@@ -121,6 +121,13 @@ def test_whole_loop_killed_mid_stage_resumes_and_repeats_no_finished_stage(tmp_p
     assert result.exit_code == 1
     assert "'reward'" in result.output and "--from reward" in result.output
     assert manifest(work)["stages"]["reward"] == again["reward"]
+
+    # The reward stage's interval uses evaluate.n_bootstrap: changing it must not leave that interval stale.
+    config["reward"]["epochs"] = 1
+    config["evaluate"]["n_bootstrap"] = 60
+    assert again["reward"]["reads"]["evaluate.n_bootstrap"] == 50
+    result = CliRunner().invoke(app, ["run", "--config", str(write(path, config))], terminal_width=200)
+    assert result.exit_code == 1 and "'reward'" in result.output, result.output
 
 
 def test_bad_config_fails_before_any_work_naming_file_line_and_field(tmp_path):
@@ -220,18 +227,18 @@ def test_online_updates_grpo_then_ppo_against_the_run_s_reward_model(tmp_path):
     result = CliRunner().invoke(app, ["run", "--config", str(path)], terminal_width=200)
     assert result.exit_code == 0, result.output
     first = manifest(work)["stages"]
-    assert first["policy"]["result"]["method"] == "grpo"
-    assert json.loads((work / "policy" / "summary.json").read_text())["method"] == "grpo"
+    assert first["update"]["result"]["method"] == "grpo"
+    assert json.loads((work / "update" / "summary.json").read_text())["method"] == "grpo"
     assert first["instructions"]["result"] == {"skipped": "instructions.enabled is false"}
 
     config["update"] = {"method": "ppo", "max_steps": 1, "batch_size": 2}
-    result = CliRunner().invoke(app, ["run", "--config", str(write(path, config)), "--from", "policy"],
+    result = CliRunner().invoke(app, ["run", "--config", str(write(path, config)), "--from", "update"],
                                 terminal_width=200)
     assert result.exit_code == 0, result.output
     second = manifest(work)["stages"]
     assert all(second[name] == first[name] for name in ("prompts", "generate", "label", "reward"))
-    assert second["policy"]["result"]["method"] == "ppo"
-    assert json.loads((work / "policy" / "summary.json").read_text())["method"] == "ppo"
+    assert second["update"]["result"]["method"] == "ppo"
+    assert json.loads((work / "update" / "summary.json").read_text())["method"] == "ppo"
     assert (work / "report.html").exists()
 
 
@@ -242,3 +249,31 @@ def test_model_folders_in_a_config_are_relative_to_the_config_file(tmp_path, mon
     monkeypatch.chdir(tmp_path)  # run from elsewhere
     assert load_config(path).policy.model == str(Path(policy).resolve())
     assert load_config(path).reward.model == "minilm-l6"  # bundled names stay names
+
+
+def test_a_stage_records_the_settings_it_reads_and_only_their_change_reruns_it(tmp_path):
+    from rich.console import Console
+
+    from rlhfkit.pipeline.runner import first_changed_stage
+    from rlhfkit.pipeline.stages import Context, prompts
+
+    config = load_config(None, {"workdir": str(tmp_path / "work"), "prompts.train": 4, "prompts.heldout": 2})
+    ctx = Context(settings=config, work=tmp_path / "work", base=tmp_path, console=Console(quiet=True))
+    prompts(ctx)
+    assert ctx.reads == {"prompts.source": "builtin", "prompts.train": 4, "prompts.heldout": 2, "seed": 0,
+                         "prompts.constraints": list(config.prompts.constraints)}
+    with pytest.raises(AttributeError, match="read-only"):
+        ctx.config.prompts.train = 5
+
+    settings = config.model_dump(mode="json")
+    run = {"config": settings, "stages": {"prompts": {"reads": ctx.reads}}}
+    changed = load_config(None, {"workdir": "elsewhere", "prompts.train": 4, "prompts.heldout": 2,
+                                 "reward.epochs": 1}).model_dump(mode="json")
+    assert first_changed_stage(run, settings) is None
+    assert first_changed_stage(run, changed) == "generate"  # the next stage: nothing says what it would read
+    # An interrupted generation that read other settings resumes; one that read a changed setting starts again.
+    assert first_changed_stage({**run, "partial": {"stage": "generate", "reads": {"generate.candidates": 4}}},
+                               changed) is None
+    assert first_changed_stage({**run, "partial": {"stage": "generate", "reads": {"generate.candidates": 4}}},
+                               {**changed, "generate": {**changed["generate"], "candidates": 5}}) == "generate"
+    assert first_changed_stage(run, {**changed, "seed": 1}) == "prompts"

@@ -10,7 +10,7 @@ from datasets import Dataset
 
 import preference.store as store_module
 from preference.schema import COLUMNS, Label, PreferenceRecord, Strength
-from preference.store import PreferenceStore, StoreError, load_preferences, save_preferences
+from preference.store import PreferenceStore, StoreError, load_preferences, replace_preferences, save_preferences
 
 
 def record(i: int, annotator: str = "alice", label: Label = Label.A, **changes) -> PreferenceRecord:
@@ -86,3 +86,21 @@ def test_save_refuses_to_overwrite(tmp_path):
     save_preferences([record(1)], tmp_path / "s")
     with pytest.raises(StoreError, match="already exists"):
         save_preferences([record(2)], tmp_path / "s")
+
+
+def test_replacing_a_store_swaps_it_whole_or_leaves_the_old_one(tmp_path):
+    path = tmp_path / "label" / "store"
+    save_preferences([record(i) for i in range(3)], path)
+
+    def half_then_crash(tmp: PreferenceStore) -> None:
+        tmp.append([record(10)])
+        raise KeyboardInterrupt  # cut short after writing part of the new store
+
+    with pytest.raises(KeyboardInterrupt):
+        replace_preferences(path, half_then_crash)
+    assert sorted(r.pair_id for r in PreferenceStore(path).records()) == sorted(record(i).pair_id for i in range(3))
+
+    replace_preferences(path, lambda tmp: tmp.append([record(7), record(8)]))
+    assert sorted(r.pair_id for r in PreferenceStore(path).records()) == sorted([record(7).pair_id,
+                                                                                 record(8).pair_id])
+    assert sorted(p.name for p in path.parent.iterdir()) == ["store"]  # no temporary or old folder left behind

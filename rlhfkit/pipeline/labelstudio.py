@@ -18,10 +18,14 @@ from typing import TYPE_CHECKING, Any
 from annotation.labelstudio.client import LabelStudioClient
 from annotation.labelstudio.server import LocalServer, connect_running
 from annotation.labelstudio.sync import ensure_project, pull, push
-from preference.store import PreferenceStore
+from preference.store import PreferenceStore, replace_preferences
 
 if TYPE_CHECKING:
     from rlhfkit.pipeline.stages import Context
+
+
+class LabelingPending(RuntimeError):
+    """People are still labeling in Label Studio: the run stops here and a rerun continues."""
 
 
 @contextlib.contextmanager
@@ -49,8 +53,6 @@ def label_in_label_studio(ctx: Context, pairs: list[Any], store: Path) -> None:
 
     Everything the project holds is pulled into a mirror store (`labelstudio-store/`, pulled incrementally); `store`
     gets the judgments of this run's pairs only, so tasks left in a shared project from other runs never leak in."""
-    from rlhfkit.pipeline.stages import LabelingPending, replace_store
-
     spec = ctx.config.label.labelstudio
     ids = {pair.pair_id for pair in pairs}
     with _client(ctx) as client:
@@ -64,7 +66,8 @@ def label_in_label_studio(ctx: Context, pairs: list[Any], store: Path) -> None:
             client, project["id"], ids, overlap)
         mirror = PreferenceStore(store.with_name("labelstudio-store"))
         pull(client, project["id"], mirror)
-    replace_store(store, [record for record in mirror.records() if record.pair_id in ids])
+    mine = [record for record in mirror.records() if record.pair_id in ids]
+    replace_preferences(store, lambda tmp: tmp.append(mine))
     if done < len(ids):
         raise LabelingPending(f"{done} of {len(ids)} pairs are labeled in Label Studio ({link}); the labels so far "
                               "are saved. Rerun `rlhfkit run` to continue waiting")

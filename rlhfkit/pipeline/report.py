@@ -214,7 +214,7 @@ def write_report(ctx: Context) -> Path:
         images={"reward": _image(work / "reward" / "eval.png"), "reward_curve": _image(work / "reward" / "curve.png"),
                 "evaluate": _image(work / "evaluate" / "eval.png"),
                 "by_instruction": _image(work / "evaluate" / "by_instruction.png"),
-                "curves": _image(work / "policy" / "curves.png"),
+                "curves": _image(work / "update" / "curves.png"),
                 "search": _image(work / "instructions" / "search.png")})
     path = work / "report.html"
     atomic_write_text(path, page)

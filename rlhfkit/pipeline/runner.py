@@ -21,24 +21,45 @@ from rich.console import Console
 
 from rlhfkit import __version__
 from rlhfkit.core.atomic import atomic_write_text
+from rlhfkit.core.errors import InputError
 from rlhfkit.core.machine import machine_info
 from rlhfkit.core.registry import BUNDLED, ModelNotFoundError, resolve_model
 from rlhfkit.core.vllm_server import cpu_build, stop_all
 from rlhfkit.pipeline.config import PipelineConfig
 from rlhfkit.pipeline.headline import headlines
-from rlhfkit.pipeline.stages import SECTIONS, STAGES, TRAINING_STAGES, Context, LabelingPending
+from rlhfkit.pipeline.reads import changed_reads
+from rlhfkit.pipeline.stages import STAGES, TRAINING_STAGES, Context
 
 MANIFEST = "manifest.json"
 
 
-class WorkdirConflict(ValueError):
+class WorkdirConflict(InputError):
     """The work folder holds a run made with another config."""
 
 
-def first_changed_stage(old: dict[str, Any], new: dict[str, Any]) -> str | None:
-    """The earliest stage that reads a config section that differs between `old` and `new`."""
-    changed = {key for key in set(old) | set(new) if old.get(key) != new.get(key)}
-    return next((stage for stage, sections in SECTIONS.items() if changed & set(sections)), None)
+def first_changed_stage(manifest: dict[str, Any], settings: dict[str, Any]) -> str | None:
+    """The earliest stage whose work depends on a setting that differs between the run in `manifest` and
+    `settings` (the new config, dumped): a finished stage whose recorded reads changed, or the interrupted stage
+    when what it read before it was cut short changed (unknown, for a stage killed outright: then any change)."""
+    old = {key: value for key, value in manifest["config"].items() if key != "workdir"}
+    new = {key: value for key, value in settings.items() if key != "workdir"}
+    if old == new:
+        return None
+    partial = manifest.get("partial") or {}
+    for name in STAGES:
+        done = manifest["stages"].get(name)
+        if done is None:  # the first stage not finished: the later ones have not started
+            if partial.get("stage") == name:
+                return name if changed_reads(_without_workdir(partial["reads"]), settings) else None
+            return name
+        # A stage recorded before stages kept their reads: any change may matter to it.
+        if "reads" not in done or changed_reads(_without_workdir(done["reads"]), settings):
+            return name
+    return None
+
+
+def _without_workdir(reads: dict[str, Any]) -> dict[str, Any]:
+    return {path: value for path, value in reads.items() if path != "workdir"}
 
 
 def _check_models(config: PipelineConfig) -> None:
@@ -75,7 +96,7 @@ def run_pipeline(config: PipelineConfig, *, base: Path | None = None, from_stage
     labeling (everything so far is saved; a rerun continues)."""
     console = console or Console()
     if from_stage is not None and from_stage not in STAGES:
-        raise ValueError(f"unknown stage {from_stage!r}; the stages are: {', '.join(STAGES)}")
+        raise InputError(f"unknown stage {from_stage!r}; the stages are: {', '.join(STAGES)}")
     _check_models(config)
     work = Path(config.workdir)
     if restart and work.exists():
@@ -86,8 +107,7 @@ def run_pipeline(config: PipelineConfig, *, base: Path | None = None, from_stage
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {
         "rlhfkit": __version__, "config": settings, "stages": {}}
     names = list(STAGES)
-    changed = first_changed_stage({k: v for k, v in manifest["config"].items() if k != "workdir"},
-                                  {k: v for k, v in settings.items() if k != "workdir"})
+    changed = first_changed_stage(manifest, settings)
     if changed is not None and changed in manifest["stages"] and (
             from_stage is None or names.index(from_stage) > names.index(changed)):
         raise WorkdirConflict(f"{work} was run with another config, which changes what stage {changed!r} does; "
@@ -99,11 +119,13 @@ def run_pipeline(config: PipelineConfig, *, base: Path | None = None, from_stage
     for name in rerun:
         manifest["stages"].pop(name, None)
         shutil.rmtree(work / name, ignore_errors=True)
+    if (manifest.get("partial") or {}).get("stage") in rerun:
+        manifest.pop("partial")
     manifest["config"] = settings
     atomic_write_text(work / "config.yaml", yaml.safe_dump(settings, sort_keys=False))
     _write_manifest(work, manifest)
 
-    ctx = Context(config=config, work=work, base=base or Path.cwd(), console=console)
+    ctx = Context(settings=config, work=work, base=base or Path.cwd(), console=console)
     try:
         _run_stages(ctx, manifest, console)
     finally:
@@ -124,17 +146,22 @@ def _run_stages(ctx: Context, manifest: dict[str, Any], console: Console) -> Non
             stop_all()
         console.rule(f"[bold][{index}/{len(STAGES)}] {title}[/]")
         started = time.perf_counter()
+        ctx.reads = {}
         try:
             result = stage(ctx)
-        except LabelingPending:
+        except BaseException as exc:
+            # What the stage read so far decides, on a rerun with another config, whether its saved work still
+            # fits; a stage killed outright leaves nothing here and any config change restarts it.
+            manifest["partial"] = {"stage": name, "reads": dict(ctx.reads)}
+            _write_manifest(ctx.work, manifest)
+            if isinstance(exc, KeyboardInterrupt):
+                console.print(f"[yellow]interrupted in stage {name!r}; rerun the same command to continue from "
+                              "what it saved[/]")
             raise
-        except KeyboardInterrupt:
-            console.print(f"[yellow]interrupted in stage {name!r}; rerun the same command to continue from what it "
-                          "saved[/]")
-            raise
+        manifest.pop("partial", None)
         manifest["stages"][name] = {"seconds": round(time.perf_counter() - started, 2),
                                     "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                                    "result": result}
+                                    "reads": dict(sorted(ctx.reads.items())), "result": result}
         _write_manifest(ctx.work, manifest)
 
 

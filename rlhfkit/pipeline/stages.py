@@ -24,23 +24,28 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 
 from policy.prompts import PromptItem, builtin_prompts, read_prompts, split_prompts, write_prompts
 from preference.schema import PreferenceRecord
-from preference.store import PreferenceStore
+from preference.store import PreferenceStore, replace_preferences
 from rlhfkit.core.atomic import atomic_write_text
+from rlhfkit.core.errors import InputError
 from rlhfkit.pipeline.config import PipelineConfig
+from rlhfkit.pipeline.reads import RecordingConfig
 
 log = logging.getLogger(__name__)
 
 
-class LabelingPending(RuntimeError):
-    """People are still labeling in Label Studio: the run stops here and a rerun continues."""
-
-
 @dataclasses.dataclass
 class Context:
-    config: PipelineConfig
+    settings: PipelineConfig
     work: Path
     base: Path  # relative paths in the config are relative to the config file's folder
     console: Console
+    reads: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """Every setting the running stage read through `config`, by dotted path (kept in the manifest)."""
+
+    @property
+    def config(self) -> Any:
+        """The run's config, read-only, recording what is read (see `rlhfkit.pipeline.reads`)."""
+        return RecordingConfig(self.settings, self.reads)
 
     def folder(self, stage: str) -> Path:
         path = self.work / stage
@@ -68,18 +73,12 @@ class Context:
 
     @property
     def updated_policy(self) -> str:
-        return str(self.work / "policy" / "model")
+        return str(self.work / "update" / "model")
 
     def progress(self) -> Progress:
         return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=self.console, transient=True,
                         disable=not self.console.is_terminal)
-
-
-def _fresh(path: Path) -> Path:
-    """`path` emptied (the leftovers of an attempt that was cut short)."""
-    shutil.rmtree(path, ignore_errors=True)
-    return path
 
 
 # -- 1. prompts ---------------------------------------------------------------------------------------------------
@@ -89,7 +88,7 @@ def prompts(ctx: Context) -> dict[str, Any]:
     if spec.source == "builtin":
         available = len(builtin_prompts(constraints=spec.constraints))
         if wanted > available:
-            raise ValueError(f"prompts.train + prompts.heldout = {wanted}, but the built-in set has {available} "
+            raise InputError(f"prompts.train + prompts.heldout = {wanted}, but the built-in set has {available} "
                              "prompts with prompts.constraints; ask for fewer, allow more constraints (null: all) "
                              "or give a prompts file")
         items = builtin_prompts(wanted, seed=ctx.config.seed, constraints=spec.constraints)
@@ -99,7 +98,7 @@ def prompts(ctx: Context) -> dict[str, Any]:
                                    spec.heldout / len(items), seed=ctx.config.seed)
     train, heldout = train[:spec.train], heldout[:spec.heldout]
     if len(train) < 2 or not heldout:
-        raise ValueError(f"prompts.source {spec.source}: {len(items)} prompt(s) give {len(train)} to train on and "
+        raise InputError(f"prompts.source {spec.source}: {len(items)} prompt(s) give {len(train)} to train on and "
                          f"{len(heldout)} to hold out; at least 2 and 1 are needed")
     folder = ctx.folder("prompts")
     write_prompts(train, folder / "train.jsonl")
@@ -143,7 +142,7 @@ def label(ctx: Context) -> dict[str, Any]:
         pairs, skipped = candidate_pairs(read_candidates(ctx.work / "generate" / "candidates.jsonl"), "all",
                                          seed=ctx.config.seed)
         if not pairs:
-            raise ValueError(f"no pairs to label: {dict(skipped)} (raise generate.temperature or "
+            raise InputError(f"no pairs to label: {dict(skipped)} (raise generate.temperature or "
                              "generate.candidates)")
         write_pairs(pairs, folder / "pairs.jsonl")
         pairs_made = len(pairs)
@@ -156,7 +155,7 @@ def label(ctx: Context) -> dict[str, Any]:
     records = ctx.records()
     labels = Counter(record.label.value for record in records)
     if not labels["a"] + labels["b"]:
-        raise ValueError(f"labeling gave no pair with a preferred answer ({dict(labels) or 'no judgments'}); nothing "
+        raise InputError(f"labeling gave no pair with a preferred answer ({dict(labels) or 'no judgments'}); nothing "
                          "to train on. Sample more or longer answers (generate.candidates, generate.max_new_tokens) "
                          "or use more prompts (prompts.train)")
     return {"pairs": pairs_made, "judgments": len(records), "annotator": spec.annotator,
@@ -180,26 +179,14 @@ def _machine_labels(ctx: Context, pairs: list[Any], store: Path) -> None:
     with ctx.progress() as progress:
         task = progress.add_task(f"labeling {len(pairs)} pairs ({annotator.name})", total=len(pairs))
         results = annotator.annotate(pairs, on_pair=lambda: progress.advance(task))
-    replace_store(store, [record for record in results if record is not None], note=f"rlhfkit run: {annotator.name}")
-
-
-def replace_store(store: Path, records: list[PreferenceRecord], note: str | None = None) -> None:
-    """`store` holding exactly `records`, built aside and renamed into place."""
-    _swap_in_store(store, lambda tmp: tmp.append(records, note=note))
+    records = [record for record in results if record is not None]
+    replace_preferences(store, lambda tmp: tmp.append(records, note=f"rlhfkit run: {annotator.name}"))
 
 
 def _import_file(ctx: Context, store: Path) -> None:
     from preference.ingest import import_file
 
-    _swap_in_store(store, lambda tmp: import_file(ctx.resolve(ctx.config.label.file or ""), tmp))
-
-
-def _swap_in_store(store: Path, fill: Callable[[PreferenceStore], Any]) -> None:
-    """Fill a store beside `store`, then rename it into place: an interrupted fill never leaves half a store."""
-    tmp = _fresh(store.with_name("store.tmp"))
-    fill(PreferenceStore(tmp))
-    _fresh(store)
-    tmp.rename(store)
+    replace_preferences(store, lambda tmp: import_file(ctx.resolve(ctx.config.label.file or ""), tmp))
 
 
 # -- 4. reward model ----------------------------------------------------------------------------------------------
@@ -256,8 +243,8 @@ def _reward_curve(ctx: Context, parts: dict[str, list[Any]], config: Any, full: 
 
 
 # -- 5. policy update ---------------------------------------------------------------------------------------------
-def policy(ctx: Context) -> dict[str, Any]:
-    spec, folder = ctx.config.update, ctx.folder("policy")
+def update(ctx: Context) -> dict[str, Any]:
+    spec, folder = ctx.config.update, ctx.folder("update")
     common = dict(model=ctx.config.policy.model, output_dir=str(folder), system_prompt=ctx.config.policy.
                   system_prompt, learning_rate=spec.learning_rate, num_train_epochs=spec.epochs,
                   max_steps=spec.max_steps or -1, per_device_train_batch_size=spec.batch_size, seed=ctx.config.seed,
@@ -392,24 +379,11 @@ STAGES: dict[str, tuple[str, Stage]] = {
     "generate": ("sample candidate answers", generate),
     "label": ("label the pairs", label),
     "reward": ("train and evaluate the reward model", reward),
-    "policy": ("update the policy", policy),
+    "update": ("update the policy", update),
     "evaluate": ("evaluate the policy before and after", evaluate),
     "dspy": ("score the policies with DSPy modules", dspy_scores),
     "instructions": ("search for a better instruction", instructions),
     "report": ("write the report", report),
 }
 # Stages that train: the generation engines of earlier stages are stopped before them.
-TRAINING_STAGES = frozenset({"reward", "policy"})
-# The config sections each stage reads: a change there reruns that stage and every later one.
-SECTIONS: dict[str, tuple[str, ...]] = {
-    "prompts": ("prompts", "seed"),
-    "generate": ("policy", "generate"),
-    "label": ("label",),
-    "reward": ("reward",),
-    "policy": ("update",),
-    "evaluate": ("evaluate", "generate"),
-    "dspy": ("dspy", "generate"),
-    "instructions": ("instructions", "generate", "evaluate"),
-    "report": (),
-}
-
+TRAINING_STAGES = frozenset({"reward", "update"})
