@@ -40,7 +40,7 @@ held-out evaluation (40 prompts per distinct final instruction, same program, gr
 budget.
 
 The held-out score is the mean per-prompt metric, with a 95% bootstrap interval over prompts
-(`reward.evaluate.grouped_bootstrap_ci`, 2,000 resamples); each method's difference from the default instruction
+(`rlhfkit.core.stats.grouped_bootstrap_ci`, 2,000 resamples); each method's difference from the default instruction
 is paired over the same prompts. IFEval's own prompt/instruction-level loose rates (`policy.evaluate.pass_rates`,
 `paired_delta`) are added. `calls_to_match_best_dspy` comes from rlhfkit's search history (see the JSON's
 `calls_to_match_best_dspy_how`). A method that raises is recorded with `error` and the others still run.
@@ -384,7 +384,7 @@ class HeldOut:
 def summarise(held: HeldOut, instruction: str, baseline: list[float]) -> dict[str, Any]:
     """Held-out score with its interval, the paired difference from the default, IFEval's loose rates."""
     from policy.evaluate import PolicyEvalConfig, paired_delta, pass_rates, verify_answers
-    from reward.evaluate import grouped_bootstrap_ci
+    from rlhfkit.core.stats import grouped_bootstrap_ci
 
     scores = held.scores(instruction)
     keys = [item.key for item in held.items]

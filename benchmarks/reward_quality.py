@@ -163,7 +163,7 @@ def paired_difference(ours: list[float], base: list[float]) -> tuple[float, list
     Both margin lists come from `evaluate` over the same records, so they are in the same pair order. Each HH prompt
     holds one pair here (n_prompt_groups == n_heldout), so resampling pairs is resampling prompt groups.
     """
-    from reward.evaluate import grouped_bootstrap_ci
+    from rlhfkit.core.stats import grouped_bootstrap_ci
 
     def correct(margins):
         return [1.0 if m > 0 else 0.5 if m == 0 else 0.0 for m in margins]

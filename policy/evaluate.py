@@ -23,11 +23,12 @@ import numpy as np
 from policy.generate import GenerationConfig, generate_candidates, read_candidates
 from policy.prompts import PromptItem
 from policy.rewards import user_prompt
-from reward.evaluate import grouped_bootstrap_ci
 from reward.ifeval import VerificationError, verify_response
 from reward.protocols import RewardScorer
 from rlhfkit.core.atomic import atomic_path, atomic_write_text
+from rlhfkit.core.errors import InputError
 from rlhfkit.core.local_lm import newest_file_mtime_ns
+from rlhfkit.core.stats import grouped_bootstrap_ci
 
 LEVELS = ("prompt_strict", "prompt_loose", "instruction_strict", "instruction_loose")
 
@@ -59,7 +60,7 @@ def answer(model: str, prompts: Sequence[PromptItem], path: Path, config: Policy
                 "prompts": sorted(item.key for item in prompts)}
     sidecar = path.with_name(path.name + ".settings.json")
     if sidecar.exists() and json.loads(sidecar.read_text()) != settings:
-        raise ValueError(f"{path.parent} holds answers of another model, settings or prompt set "
+        raise InputError(f"{path.parent} holds answers of another model, settings or prompt set "
                          f"({sidecar.name}); evaluate into another --out folder")
     atomic_write_text(sidecar, json.dumps(settings))
     if not path.exists():
@@ -173,7 +174,7 @@ def paired_delta(before: Sequence[dict[str, Any]], after: Sequence[dict[str, Any
     first = {r["key"]: r for r in before}
     common = [r for r in after if r["key"] in first]
     if not common:
-        raise ValueError("the two evaluations share no prompt")
+        raise InputError("the two evaluations share no prompt")
     values, groups = [], []
     for row in common:
         old = first[row["key"]]
@@ -194,9 +195,9 @@ def evaluate_policy(model: str, prompts: Sequence[PromptItem], out_dir: str | Pa
     """Answer, verify and (with a reference and a reward model) compare; writes `eval.json` and `eval.png`."""
     config = config or PolicyEvalConfig()
     if not prompts:
-        raise ValueError("no prompts to evaluate on")
+        raise InputError("no prompts to evaluate on")
     if reward_model is not None and reference_model is None:
-        raise ValueError("a reward win rate needs a reference policy to compare against (--reference)")
+        raise InputError("a reward win rate needs a reference policy to compare against (--reference)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     answers = answer(model, prompts, out / "answers-policy.jsonl", config)

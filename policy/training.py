@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from reward.train import StopOnNonFiniteLoss
 from rlhfkit.core.atomic import atomic_path, atomic_write_text, swap_in_dir
+from rlhfkit.core.callbacks import StopOnNonFiniteLoss
 from rlhfkit.core.checks import require
 from rlhfkit.core.run_dir import last_complete_checkpoint, prepare_run_dir
 

@@ -34,10 +34,11 @@ from preference.export import DROP_FLAGS
 from preference.schema import Label, PreferenceRecord, prompt_key
 from reward.protocols import RewardScorer
 from rlhfkit.core.atomic import atomic_path
+from rlhfkit.core.errors import InputError
+from rlhfkit.core.stats import CI_LEVEL, grouped_bootstrap_ci, sigmoid
 
 SUBSETS = ("source", "annotator")
 N_BINS = 10
-CI_LEVEL = 0.95
 # Agreement levels of a pair's consensus: (name, lowest agreement included). Checked in this order.
 AGREEMENT_LEVELS = (("1.0", 1.0), ("[0.66, 1)", 0.66), ("< 0.66", 0.0))
 IN_SAMPLE_NOTE = ("temperature fitted in-sample on these same records: the fitted ECE is optimistic; fit on a "
@@ -178,40 +179,6 @@ def _wilson(name: str, correct: np.ndarray) -> GroupAccuracy:
     return GroupAccuracy(name, n, hits, hits / n, float(low), float(high))
 
 
-def grouped_bootstrap_ci(values: Sequence[float], groups: Sequence[Any], *, n_bootstrap: int = 1000, seed: int = 0,
-                         level: float = CI_LEVEL) -> tuple[float, float]:
-    """Percentile bootstrap interval of mean(values), resampling whole groups with replacement.
-
-    Each replicate draws as many groups as there are, and its statistic is sum(values) / count over the drawn
-    groups' members. With one group per value this is the ordinary per-item bootstrap.
-    """
-    values = np.asarray(values, dtype=float)
-    if values.size == 0 or len(groups) != values.size:
-        raise ValueError(f"need one group per value and at least one value; got {values.size} values, "
-                         f"{len(groups)} groups")
-    if n_bootstrap < 1:
-        raise ValueError(f"n_bootstrap must be >= 1, not {n_bootstrap}")
-    index: dict[Any, int] = {}
-    members = np.array([index.setdefault(group, len(index)) for group in groups])
-    sums = np.bincount(members, weights=values)
-    sizes = np.bincount(members).astype(float)
-    n_groups = len(sums)
-    rng = np.random.default_rng(seed)
-    stats = np.empty(n_bootstrap)
-    chunk = max(1, 4_000_000 // n_groups)  # bound memory at ~32 MB of indices
-    for start in range(0, n_bootstrap, chunk):
-        stop = min(n_bootstrap, start + chunk)
-        draws = rng.integers(0, n_groups, size=(stop - start, n_groups))
-        stats[start:stop] = sums[draws].sum(axis=1) / sizes[draws].sum(axis=1)
-    tail = (1 - level) / 2
-    low, high = np.quantile(stats, [tail, 1 - tail])
-    return float(low), float(high)
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return np.exp(-np.logaddexp(0.0, -z))
-
-
 def _log_loss(z: np.ndarray, y: np.ndarray) -> float:
     # -log sigmoid(z) = logaddexp(0, -z); -log(1 - sigmoid(z)) = logaddexp(0, z): stable for any z.
     return float(np.mean(np.where(y, np.logaddexp(0.0, -z), np.logaddexp(0.0, z))))
@@ -235,7 +202,7 @@ def calibration_bins(p: np.ndarray, y: np.ndarray, n_bins: int = N_BINS) -> tupl
 
 def _calibration_at(diffs: np.ndarray, y: np.ndarray, temperature: float) -> tuple[float, float, float, list]:
     z = diffs / temperature
-    p = _sigmoid(z)
+    p = sigmoid(z)
     ece, bins = calibration_bins(p, y)
     return ece, float(np.mean((p - y) ** 2)), _log_loss(z, y), bins
 
@@ -304,14 +271,14 @@ def evaluate(scorer: RewardScorer, records: Iterable[PreferenceRecord], *, tempe
     subsets: break accuracy down by "source", "annotator", or None.
     """
     if subsets not in (None, *SUBSETS):
-        raise ValueError(f"subsets must be one of {', '.join(SUBSETS)} or None, not {subsets!r}")
+        raise InputError(f"subsets must be one of {', '.join(SUBSETS)} or None, not {subsets!r}")
     if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
-        raise ValueError(f"temperature must be a positive finite number, not {temperature!r}")
+        raise InputError(f"temperature must be a positive finite number, not {temperature!r}")
     if not isinstance(n_bootstrap, int) or n_bootstrap < 0:
-        raise ValueError(f"n_bootstrap must be a non-negative integer, not {n_bootstrap!r}")
+        raise InputError(f"n_bootstrap must be a non-negative integer, not {n_bootstrap!r}")
     records = list(records)
     if not records:
-        raise ValueError("no records to evaluate")
+        raise InputError("no records to evaluate")
     consensus = aggregate(records, method="majority", by="pair")
 
     members: dict[str, dict[str, None]] = {}
@@ -337,7 +304,7 @@ def evaluate(scorer: RewardScorer, records: Iterable[PreferenceRecord], *, tempe
         else:
             decisive.append(item)
     if not decisive:
-        raise ValueError(f"cannot compute accuracy: every pair is a tie, both_bad or unresolved ({len(consensus)} "
+        raise InputError(f"cannot compute accuracy: every pair is a tie, both_bad or unresolved ({len(consensus)} "
                          f"pairs: {len(ties)} tie, {both_bad} both_bad, {unresolved} unresolved, {flagged} flagged)")
 
     # One call: every prompt twice, first with response_a, then with response_b.

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import math
 import re
 import sys
 from collections.abc import Iterable, Iterator, Sequence
@@ -38,7 +37,9 @@ from reward.meta import RewardMeta
 from reward.pooling import apply_pooling, saved_pooling
 from reward.text import encode
 from rlhfkit.core.atomic import atomic_dir
+from rlhfkit.core.errors import InputError
 from rlhfkit.core.registry import ModelNotFoundError, resolve_model
+from rlhfkit.core.stats import sigmoid
 
 # Batching: pairs are sorted by length and cut into batches of at most `batch_size` pairs and `max_batch_tokens`
 # padded tokens. On CPU the token budget matters more than the count: a single 150-token pair already keeps BERT's
@@ -55,7 +56,7 @@ ADAPTER_CONFIG = "adapter_config.json"
 MEMBER_PATTERN = re.compile(r"^member-(\d+)$")
 
 
-class RewardModelError(ValueError):
+class RewardModelError(InputError):
     """A reward model that cannot be loaded or used, with what is wrong and how to fix it."""
 
 
@@ -277,7 +278,7 @@ class RewardModel:
         `batch_size` sequences and (unless a single sequence is longer) `max_batch_tokens` padded tokens."""
         size = batch_size or self.default_batch_size()
         if size < 1:
-            raise ValueError(f"batch_size must be at least 1, not {size}")
+            raise InputError(f"batch_size must be at least 1, not {size}")
         budget = self.default_max_batch_tokens()
         # Longest first: the largest batch runs first, so running out of memory happens at once, not at the end.
         order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
@@ -340,16 +341,16 @@ class RewardModel:
             responses = [response for _, response in chunk]
             yield from self.score(prompts, responses, batch_size=batch_size)
 
+    def score_pairs(self, prompts: Sequence[Prompt], responses_a: Sequence[str], responses_b: Sequence[str]
+                    ) -> tuple[list[float], list[float], list[float]]:
+        """(r_a, r_b, P(a preferred over b)) per pair, from one pass over both sides; P = sigmoid((r_a - r_b) / T)."""
+        a, b = _score_both(self, prompts, responses_a, responses_b)
+        return a, b, _compare((x - y) / self.meta.temperature for x, y in zip(a, b))
+
     def compare(self, prompts: Sequence[Prompt], responses_a: Sequence[str], responses_b: Sequence[str]
                 ) -> list[float]:
         """P(a preferred over b) = sigmoid((r_a - r_b) / temperature), one per prompt."""
-        return _compare(self.margins(prompts, responses_a, responses_b))
-
-    def margins(self, prompts: Sequence[Prompt], responses_a: Sequence[str], responses_b: Sequence[str]
-                ) -> list[float]:
-        """(r_a - r_b) / temperature: the calibrated log-odds that a beats b."""
-        a, b = _score_both(self, prompts, responses_a, responses_b)
-        return [(x - y) / self.meta.temperature for x, y in zip(a, b)]
+        return self.score_pairs(prompts, responses_a, responses_b)[2]
 
     def __repr__(self) -> str:
         return (f"RewardModel({self.meta.backbone!r}, {type(self.model).__name__}, max_length={self.meta.max_length}, "
@@ -365,12 +366,8 @@ def _score_both(scorer: Any, prompts: Sequence[Prompt], responses_a: Sequence[st
     return scores[: len(prompts)], scores[len(prompts) :]
 
 
-def _sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
-
-
 def _compare(margins: Iterable[float]) -> list[float]:
-    return [_sigmoid(m) for m in margins]
+    return [sigmoid(m) for m in margins]
 
 
 def _load_adapter(where: str, folder: Path, meta: RewardMeta | None, dtype: torch.dtype | None
@@ -466,14 +463,23 @@ class RewardEnsemble:
                       for member in self.members]
         return [sum(values) / len(values) for values in zip(*per_member)]
 
+    def score_pairs(self, prompts: Sequence[Prompt], responses_a: Sequence[str], responses_b: Sequence[str]
+                    ) -> tuple[list[float], list[float], list[float]]:
+        """(mean r_a, mean r_b, P(a > b)) per pair, each member scoring both sides once. P comes from the members'
+        mean calibrated margin, sigmoid(mean_m (r_a,m - r_b,m) / T_m): each member keeps its own temperature (with
+        equal temperatures this is sigmoid((mean r_a - mean r_b) / T))."""
+        sides = [_score_both(member, prompts, responses_a, responses_b) for member in self.members]
+        count = len(sides)
+        r_a = [sum(values) / count for values in zip(*(a for a, _ in sides))]
+        r_b = [sum(values) / count for values in zip(*(b for _, b in sides))]
+        margins = zip(*([(x - y) / member.meta.temperature for x, y in zip(a, b)]
+                        for member, (a, b) in zip(self.members, sides)))
+        return r_a, r_b, _compare(sum(values) / count for values in margins)
+
     def compare(self, prompts: Sequence[Prompt], responses_a: Sequence[str], responses_b: Sequence[str]
                 ) -> list[float]:
-        """P(a > b) from the members' mean calibrated margin: sigmoid(mean_m (r_a,m - r_b,m) / T_m).
-
-        With equal temperatures this is sigmoid((mean r_a - mean r_b) / T).
-        """
-        per_member = [member.margins(prompts, responses_a, responses_b) for member in self.members]
-        return _compare(sum(values) / len(values) for values in zip(*per_member))
+        """P(a > b) per pair (see `score_pairs`)."""
+        return self.score_pairs(prompts, responses_a, responses_b)[2]
 
     def __repr__(self) -> str:
         return f"RewardEnsemble({self.members!r})"

@@ -10,14 +10,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import random
 from pathlib import Path
 from typing import Any
 
 import torch
 from datasets import Dataset
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from trl import RewardConfig, RewardTrainer
 
 from preference.schema import PreferenceRecord, prompt_key
@@ -27,21 +26,12 @@ from reward.linear_probe import ProbeFit, fit_head_probe, set_head
 from reward.meta import RewardMeta
 from reward.pooling import apply_pooling, resolve_pooling, saved_pooling
 from rlhfkit.core.atomic import atomic_dir, atomic_write_text
-from rlhfkit.core.errors import TrainingDiverged
+from rlhfkit.core.callbacks import StopOnNonFiniteLoss
+from rlhfkit.core.errors import InputError
 from rlhfkit.core.registry import resolve_model
 from rlhfkit.core.run_dir import is_main_process, last_complete_checkpoint, prepare_run_dir
 
 log = logging.getLogger(__name__)
-
-
-class StopOnNonFiniteLoss(TrainerCallback):
-    """Stops training with `TrainingDiverged` when a logged loss is NaN or infinite (reward and policy trainers)."""
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(loss):
-            raise TrainingDiverged(f"the training loss became {loss} at step {state.global_step}: lower "
-                                   "--learning-rate, or check the data for empty responses")
 
 
 @dataclasses.dataclass
@@ -59,7 +49,7 @@ def load_tokenizer_with_pad(path: str) -> Any:
         # masked. MiniLM has pad but no EOS, which rlhfkit never needs (it tokenizes itself).
         fallback = tokenizer.eos_token or tokenizer.sep_token or tokenizer.unk_token
         if fallback is None:
-            raise ValueError(f"{path}: the tokenizer has no pad, eos, sep or unk token to pad batches with")
+            raise InputError(f"{path}: the tokenizer has no pad, eos, sep or unk token to pad batches with")
         tokenizer.pad_token = fallback
     return tokenizer
 
@@ -68,7 +58,7 @@ def load_backbone(path: str, tokenizer: Any, pooling: str = "model") -> torch.nn
     try:
         model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
     except ValueError as exc:  # "Unrecognized configuration class ... for AutoModelForSequenceClassification"
-        raise ValueError(f"{path}: this architecture cannot take a sequence-classification (reward) head: {exc}") \
+        raise InputError(f"{path}: this architecture cannot take a sequence-classification (reward) head: {exc}") \
             from exc
     model.config.pad_token_id = tokenizer.pad_token_id
     return apply_pooling(model, resolve_pooling(pooling, path, model))

@@ -13,8 +13,9 @@ import random
 import pytest
 
 from preference.schema import Label, PreferenceRecord, prompt_key
-from reward.evaluate import EvalReport, evaluate, grouped_bootstrap_ci
+from reward.evaluate import EvalReport, evaluate
 from reward.protocols import RewardScorer
+from rlhfkit.core.stats import grouped_bootstrap_ci
 
 
 class LengthScorer:

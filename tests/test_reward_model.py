@@ -17,6 +17,7 @@ from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassificat
 from reward.meta import FILE as META_FILE
 from reward.meta import RewardMeta
 from reward.model import RewardEnsemble, RewardModel, RewardModelError, load_reward_model
+from reward.pairs import score_pairs
 from reward.protocols import RewardScorer
 from reward.text import encode
 from rlhfkit.core.gguf import is_converted
@@ -313,6 +314,19 @@ def test_ensemble_is_the_mean_and_loads_from_member_folders(tmp_path, minilm_tok
     a, b = RESPONSES[:3], RESPONSES[3:6]
     ra, rb = ensemble.score(PROMPTS[:3], a), ensemble.score(PROMPTS[:3], b)
     assert ensemble.compare(PROMPTS[:3], a, b) == pytest.approx([_sigmoid((x - y) / 2.0) for x, y in zip(ra, rb)])
+
+    # score_pairs: the same rewards and probabilities, with each member reading each (prompt, answer) once.
+    seen = []
+    hooks = [member.model.register_forward_hook(lambda module, args, kwargs, out: seen.append(
+        kwargs["input_ids"].shape[0]), with_kwargs=True) for member in ensemble.members]
+    try:
+        r_a, r_b, p_a = score_pairs(ensemble, PROMPTS[:3], a, b)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert sum(seen) == 2 * 2 * 3  # 2 members x (3 answers a + 3 answers b)
+    assert r_a == pytest.approx(ra, abs=1e-6) and r_b == pytest.approx(rb, abs=1e-6)
+    assert p_a == pytest.approx(ensemble.compare(PROMPTS[:3], a, b), abs=1e-9)
 
     folder = tmp_path / "ensemble"
     folder.mkdir()

@@ -10,6 +10,7 @@ import typer
 
 from rlhfkit.cli.console import console, summary_table
 from rlhfkit.cli.policy import PromptsOpt, load_prompt_items
+from rlhfkit.core.errors import InputError
 
 app = typer.Typer(help="Instruction templates (LLM), instruction scoring and evolutionary instruction search.",
                   no_args_is_help=True)
@@ -31,7 +32,7 @@ def _lm(spec: str):
 
 def _check_scorable(items, reward_model: Path | None) -> None:
     if reward_model is None and not any(item.verifiable for item in items):
-        raise ValueError("these prompts carry no IFEval instructions (instruction_id_list + kwargs) and no reward "
+        raise InputError("these prompts carry no IFEval instructions (instruction_id_list + kwargs) and no reward "
                          "model was given, so every instruction would score 0; add --reward-model or use "
                          "verifiable prompts (builtin, or IFEval's input_data.jsonl)")
 
@@ -78,8 +79,8 @@ def score(
 
     from policy.generate import Answerer
     from policy.instructions.fitness import FitnessEvaluator
-    from reward.evaluate import grouped_bootstrap_ci
     from rlhfkit.core.atomic import atomic_write_text
+    from rlhfkit.core.stats import grouped_bootstrap_ci
 
     items = load_prompt_items(prompts)
     _check_scorable(items, reward_model)
