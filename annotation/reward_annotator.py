@@ -16,6 +16,7 @@ from preference.pairs import Pair
 from preference.schema import Label, PreferenceRecord, Strength
 from reward.model import load_reward_model
 from reward.pairs import score_pairs
+from rlhfkit.core.errors import InputError
 
 
 def strength_of(probability: float) -> Strength:
@@ -29,7 +30,7 @@ class RewardAnnotator:
 
     def __init__(self, model: str | Path | Any, *, name: str | None = None, tie_band: float = 0.05):
         if not 0.0 <= tie_band < 0.5:
-            raise ValueError("tie_band is a distance from 0.5 in [0, 0.5)")
+            raise InputError("tie_band is a distance from 0.5 in [0, 0.5)")
         self.model = load_reward_model(model) if isinstance(model, str | Path) else model
         self.name = name or f"reward:{Path(model).name if isinstance(model, str | Path) else 'model'}"
         self.tie_band = tie_band

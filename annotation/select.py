@@ -23,6 +23,7 @@ from typing import Any
 from annotation.base import Annotator
 from preference.pairs import Pair
 from reward.protocols import RewardScorer
+from rlhfkit.core.errors import InputError
 
 STRATEGIES: tuple[str, ...] = ("random", "uncertainty", "disagreement")
 
@@ -47,11 +48,11 @@ def select_pairs(pairs: Sequence[Pair], strategy: str, budget: int, *, seed: int
     scorers and annotators.
     """
     if strategy not in STRATEGIES:
-        raise ValueError(f"unknown selection strategy {strategy!r}; choose one of: {', '.join(STRATEGIES)}")
+        raise InputError(f"unknown selection strategy {strategy!r}; choose one of: {', '.join(STRATEGIES)}")
     if isinstance(budget, bool) or not isinstance(budget, int):
-        raise ValueError(f"budget must be a whole number of pairs, not {budget!r}")
+        raise InputError(f"budget must be a whole number of pairs, not {budget!r}")
     if budget <= 0:
-        raise ValueError(f"budget must be at least 1 pair, not {budget}")
+        raise InputError(f"budget must be at least 1 pair, not {budget}")
     scorers = list(scorers or [])
     annotators = list(annotators or [])
     for scorer in scorers:
@@ -69,10 +70,10 @@ def select_pairs(pairs: Sequence[Pair], strategy: str, budget: int, *, seed: int
         ranked.sort(key=lambda entry: entry[0])
     elif strategy == "uncertainty":
         if not scorers:
-            raise ValueError("strategy 'uncertainty' needs at least one reward scorer (an object with "
+            raise InputError("strategy 'uncertainty' needs at least one reward scorer (an object with "
                              "score(prompts, responses) -> list[float])")
         if annotators:
-            raise ValueError("strategy 'uncertainty' ranks by reward margins; annotators give labels, not margins "
+            raise InputError("strategy 'uncertainty' ranks by reward margins; annotators give labels, not margins "
                              "(use strategy 'disagreement' with >= 2 annotators)")
         margins = _margins(pairs, scorers)
         ranked = []
@@ -82,14 +83,14 @@ def select_pairs(pairs: Sequence[Pair], strategy: str, budget: int, *, seed: int
         ranked.sort(key=lambda entry: (entry[0], tiebreak[entry[1]]))
     else:
         if scorers and annotators:
-            raise ValueError("strategy 'disagreement' uses either reward scorers or annotators, not both")
+            raise InputError("strategy 'disagreement' uses either reward scorers or annotators, not both")
         if len(scorers) >= 2:
             ranked = _scorer_disagreement(pairs, scorers, tiebreak)
         elif len(annotators) >= 2:
             ranked = _annotator_disagreement(pairs, annotators, tiebreak)
         else:
             have = f"{len(scorers)} scorer(s)" if scorers else f"{len(annotators)} annotator(s)"
-            raise ValueError(f"strategy 'disagreement' needs at least 2 reward scorers or at least 2 annotators to "
+            raise InputError(f"strategy 'disagreement' needs at least 2 reward scorers or at least 2 annotators to "
                              f"compare; got {have}")
     return [Selection(pairs[i], float(score), reason) for score, i, reason in ranked[:budget]]
 

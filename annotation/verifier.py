@@ -29,6 +29,7 @@ from reward.ifeval import (
     feedback,
     verify_response,
 )
+from rlhfkit.core.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ class VerifierAnnotator:
 
     def __init__(self, mode: Mode = "strict", name: str = VERIFIER_NAME, source: str = VERIFIER_NAME):
         if mode not in MODES:
-            raise ValueError(f"mode must be 'strict' or 'loose', not {mode!r}")
+            raise InputError(f"mode must be 'strict' or 'loose', not {mode!r}")
         ensure_punkt()  # fail now, with the install command, rather than at the first sentence count
         self.mode: Mode = mode
         self.name = name

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from preference.pairs import Pair
 from reward.protocols import RewardScorer
+from rlhfkit.core.errors import InputError
 
 Strategy = Literal["all", "random", "best_worst"]
 STRATEGIES: tuple[str, ...] = ("all", "random", "best_worst")
@@ -24,9 +25,9 @@ def candidate_pairs(rows: Sequence[dict[str, Any]], strategy: Strategy = "random
                     scorer: RewardScorer | None = None, seed: int = 0) -> tuple[list[Pair], Counter[str]]:
     """(pairs, counts of prompts that gave none, by reason) from `generate_candidates` rows."""
     if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
+        raise InputError(f"strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
     if strategy == "best_worst" and scorer is None:
-        raise ValueError("strategy 'best_worst' ranks candidates with a reward model: give a scorer (--reward-model)")
+        raise InputError("strategy 'best_worst' ranks candidates with a reward model: give a scorer (--reward-model)")
     rng = random.Random(seed)
     skipped: Counter[str] = Counter()
     distinct_rows = []

@@ -35,6 +35,7 @@ import torch
 from policy.model import load_policy, messages_of
 from policy.prompts import PromptItem
 from rlhfkit.core.checks import require
+from rlhfkit.core.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -219,10 +220,10 @@ def _sampler(config: GenerationConfig, backend: str | None = None) -> Any:
     backend = backend or resolve_backend(config)
     if backend == "vllm":
         if not vllm_available():
-            raise ValueError("backend 'vllm' needs the vllm package in this virtualenv and a CUDA GPU; use "
+            raise InputError("backend 'vllm' needs the vllm package in this virtualenv and a CUDA GPU; use "
                              "'vllm-server' (vLLM in its own virtualenv) or 'transformers' here")
         if (Path(resolve_model(config.model)) / "adapter_config.json").is_file():
-            raise ValueError(f"{config.model} is a LoRA adapter folder, which the in-process vllm backend does not "
+            raise InputError(f"{config.model} is a LoRA adapter folder, which the in-process vllm backend does not "
                              "load; use 'vllm-server' (it serves the merged model) or 'transformers'")
         return _VLLMSampler(config)
     if backend == "vllm-server":
@@ -303,7 +304,7 @@ def generate_candidates(prompts: Sequence[PromptItem], config: GenerationConfig 
     config = config or GenerationConfig()
     config.validate()
     if not prompts:
-        raise ValueError("no prompts to answer")
+        raise InputError("no prompts to answer")
     out = Path(out)
     partial = out.with_name(out.name + ".partial")
     if out.exists():
@@ -318,7 +319,7 @@ def generate_candidates(prompts: Sequence[PromptItem], config: GenerationConfig 
         fingerprint = {**dataclasses.asdict(config), "engine": engine, "prompts": [item.key for item in prompts]}
         if saved is not None and saved != fingerprint:
             other = {k for k in fingerprint if saved.get(k) != fingerprint[k]}
-            raise ValueError(f"{partial} was begun with other settings ({', '.join(sorted(other))}; engine "
+            raise InputError(f"{partial} was begun with other settings ({', '.join(sorted(other))}; engine "
                              f"{saved.get('engine')}, now {engine}); delete it (and {settings.name}), choose another "
                              "output file, or rerun with the settings it was begun with")
         return fingerprint

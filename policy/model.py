@@ -14,11 +14,12 @@ from typing import Any
 
 import torch
 
+from rlhfkit.core.errors import InputError
 from rlhfkit.core.local_lm import load_causal_lm
 from rlhfkit.core.registry import resolve_model
 
 
-class PolicyModelError(ValueError):
+class PolicyModelError(InputError):
     """The model cannot serve as a policy (no chat template, not a causal LM)."""
 
 

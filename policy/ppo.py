@@ -50,7 +50,7 @@ from policy.rewards import RewardSources, check_reward_sources, reward_functions
 from policy.training import PolicyTrainingConfig, peft_config, plot_curves, prepare_output, use_bf16
 from rlhfkit.core.atomic import atomic_dir, atomic_write_text
 from rlhfkit.core.checks import require
-from rlhfkit.core.errors import TrainingDiverged
+from rlhfkit.core.errors import InputError, TrainingDiverged
 from rlhfkit.core.registry import resolve_model
 
 log = logging.getLogger(__name__)
@@ -214,12 +214,12 @@ class PPOTrainer:
                 return AutoModelForTokenClassification.from_pretrained(tmp, num_labels=1, dtype=torch.float32)
         path = resolve_model(self.config.critic_model)
         if (Path(path) / "adapter_config.json").is_file() or not (Path(path) / "config.json").is_file():
-            raise ValueError(f"critic_model {self.config.critic_model}: give a full model folder (a LoRA or "
+            raise InputError(f"critic_model {self.config.critic_model}: give a full model folder (a LoRA or "
                              "ensemble reward-model folder cannot start a critic)")
         critic_config = AutoConfig.from_pretrained(path)
         if critic_config.model_type != policy.config.model_type or \
                 critic_config.vocab_size != policy.config.vocab_size:
-            raise ValueError(f"critic_model {self.config.critic_model} is a {critic_config.model_type} with "
+            raise InputError(f"critic_model {self.config.critic_model} is a {critic_config.model_type} with "
                              f"{critic_config.vocab_size} tokens, but the policy is a {policy.config.model_type} "
                              f"with {policy.config.vocab_size}: the critic must read the policy's tokens (use a "
                              "reward model trained on the policy's backbone, or leave critic_model unset)")
@@ -438,6 +438,6 @@ def train_ppo(prompts: Sequence[PromptItem], config: PPOTrainingConfig | None = 
     config = config or PPOTrainingConfig()
     config.validate()
     if not prompts:
-        raise ValueError("no prompts to train on")
+        raise InputError("no prompts to train on")
     check_reward_sources(config, extra_rewards)
     return PPOTrainer(config, prompts, extra_rewards).train()

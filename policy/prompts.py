@@ -24,6 +24,7 @@ from preference.readers import read_jsonl
 from preference.schema import Prompt, prompt_key
 from preference.validation import RowContext, check_prompt
 from reward.ifeval import UnknownInstructionError, VerificationError, check_instructions
+from rlhfkit.core.errors import InputError
 
 IFEVAL_FIELDS = ("key", "instruction_id_list", "kwargs")
 
@@ -101,7 +102,7 @@ def split_prompts(items: Sequence[PromptItem], held_out: float, seed: int = 0
                   ) -> tuple[list[PromptItem], list[PromptItem]]:
     """(train, held-out) with every copy of a prompt on one side (grouped by prompt text, not by key)."""
     if not 0 < held_out < 1:
-        raise ValueError(f"held_out must be a share between 0 and 1, not {held_out}")
+        raise InputError(f"held_out must be a share between 0 and 1, not {held_out}")
     groups = sorted({prompt_key(item.prompt) for item in items})
     random.Random(seed).shuffle(groups)
     test = set(groups[: max(1, round(len(groups) * held_out))])
@@ -179,13 +180,13 @@ def builtin_prompts(n: int | None = None, seed: int = 0, constraints: Sequence[s
     wanted = CONSTRAINT_IDS if constraints is None else tuple(constraints)
     unknown = sorted(set(wanted) - set(CONSTRAINT_IDS))
     if unknown or not wanted:
-        raise ValueError(f"built-in constraints are {', '.join(CONSTRAINT_IDS)}; not {', '.join(unknown) or 'none'}")
+        raise InputError(f"built-in constraints are {', '.join(CONSTRAINT_IDS)}; not {', '.join(unknown) or 'none'}")
     chosen = [c for c, instruction_id in enumerate(CONSTRAINT_IDS) if instruction_id in wanted]
     combos = [(t, c, a) for t in range(len(TASKS)) for c in chosen for a in range(len(AUDIENCES))]
     random.Random(seed).shuffle(combos)
     n = len(combos) if n is None else n
     if not 1 <= n <= len(combos):
-        raise ValueError(f"the built-in prompt set has 1 to {len(combos)} prompts, not {n}")
+        raise InputError(f"the built-in prompt set has 1 to {len(combos)} prompts, not {n}")
     items = []
     for task, constraint, audience in combos[:n]:
         text, instruction_id, kwargs = CONSTRAINTS[constraint]

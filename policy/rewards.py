@@ -18,6 +18,7 @@ from typing import Any, Literal
 from preference.schema import Prompt
 from reward.ifeval import Mode, VerificationError, verify_response
 from reward.protocols import RewardScorer
+from rlhfkit.core.errors import InputError
 
 
 def completion_text(completion: Any) -> str:
@@ -94,11 +95,11 @@ def check_reward_sources(config: RewardSources, extra: Sequence[Callable[..., An
     """Fail before any work when the config names no reward, or weights that do not match the sources."""
     count = len(config.reward_models) + bool(config.verifier) + len(extra)
     if not count:
-        raise ValueError("no reward: give a reward model (--reward-model), the verifier (--verifier), or a callable")
+        raise InputError("no reward: give a reward model (--reward-model), the verifier (--verifier), or a callable")
     if config.verifier not in (None, "strict", "loose"):
-        raise ValueError(f"verifier must be 'strict' or 'loose', not {config.verifier!r}")
+        raise InputError(f"verifier must be 'strict' or 'loose', not {config.verifier!r}")
     if config.reward_weights is not None and len(config.reward_weights) != count:
-        raise ValueError(f"reward_weights has {len(config.reward_weights)} weights for {count} reward source(s)")
+        raise InputError(f"reward_weights has {len(config.reward_weights)} weights for {count} reward source(s)")
 
 
 def reward_functions(config: RewardSources, extra: Sequence[Callable[..., Any]] = (), device: Any = None

@@ -29,6 +29,7 @@ from policy.training import (
     trl_common_args,
 )
 from rlhfkit.core.checks import require
+from rlhfkit.core.errors import InputError
 
 ALGOS = ("grpo", "rloo")
 
@@ -73,7 +74,7 @@ class RLTrainingConfig(PolicyTrainingConfig, RewardSources):
 
 def rl_dataset(prompts: Sequence[PromptItem], system_prompt: str | None) -> Dataset:
     if not prompts:
-        raise ValueError("no prompts to train on")
+        raise InputError("no prompts to train on")
     return Dataset.from_list([{"prompt": messages_of(item.prompt, system_prompt), **verifier_columns(item.metadata)}
                               for item in prompts])
 

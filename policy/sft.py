@@ -26,6 +26,7 @@ from policy.training import (
     trl_common_args,
 )
 from preference.errors import DataError, Issue
+from rlhfkit.core.errors import InputError
 
 
 @dataclasses.dataclass
@@ -40,7 +41,7 @@ class SFTTrainingConfig(PolicyTrainingConfig):
     def validate(self) -> None:
         super().validate()
         if self.max_length < 16:
-            raise ValueError("SFTTrainingConfig: max_length must be at least 16")
+            raise InputError("SFTTrainingConfig: max_length must be at least 16")
 
 
 def sft_rows(rows: Sequence[dict[str, Any]], system_prompt: str | None = None, where: str = "data"
@@ -66,7 +67,7 @@ def sft_rows(rows: Sequence[dict[str, Any]], system_prompt: str | None = None, w
     if issues:
         raise DataError(issues, f"{where}: {len(issues)} problem(s) in the SFT data")
     if not out:
-        raise ValueError(f"{where}: no SFT examples")
+        raise InputError(f"{where}: no SFT examples")
     return out
 
 

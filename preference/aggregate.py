@@ -12,6 +12,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 
 from preference.schema import Label, PreferenceRecord
+from rlhfkit.core.errors import InputError
 
 METHODS = ("majority", "unanimous", "weighted")
 GROUPINGS = ("pair", "unit")
@@ -36,7 +37,7 @@ class Consensus:
 
 def _check_by(by: str) -> None:
     if by not in GROUPINGS:
-        raise ValueError(f"unknown grouping by={by!r}; expected one of {', '.join(GROUPINGS)}")
+        raise InputError(f"unknown grouping by={by!r}; expected one of {', '.join(GROUPINGS)}")
 
 
 def oriented_groups(records: Iterable[PreferenceRecord], by: str = "unit") -> dict[str, Group]:
@@ -112,7 +113,7 @@ def aggregate(records: Iterable[PreferenceRecord], method: str = "majority", by:
       `annotator_reliability(records)`, so a consistent annotator can outvote several erratic ones.
     """
     if method not in METHODS:
-        raise ValueError(f"unknown aggregation method {method!r}; expected one of {', '.join(METHODS)}")
+        raise InputError(f"unknown aggregation method {method!r}; expected one of {', '.join(METHODS)}")
     _check_by(by)
     if weights is not None and method != "weighted":
         raise ValueError(f"weights are only used by method='weighted', not {method!r}")
@@ -122,8 +123,8 @@ def aggregate(records: Iterable[PreferenceRecord], method: str = "majority", by:
             weights = annotator_reliability(records, by)
         missing = sorted({r.annotator for r in records} - set(weights))
         if missing:
-            raise ValueError(f"no weight for annotator(s) {', '.join(missing)}; give every annotator a weight")
+            raise InputError(f"no weight for annotator(s) {', '.join(missing)}; give every annotator a weight")
         negative = sorted(name for name, w in weights.items() if w < 0)
         if negative:
-            raise ValueError(f"weights must be >= 0; negative for {', '.join(negative)}")
+            raise InputError(f"weights must be >= 0; negative for {', '.join(negative)}")
     return [_consensus(key, group, method, weights or {}) for key, group in oriented_groups(records, by).items()]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
+from rlhfkit.core.errors import InputError
+
 Severity = Literal["error", "warning"]
 
 
@@ -27,7 +29,7 @@ class Issue:
         return dataclasses.asdict(self)
 
 
-class DataError(ValueError):
+class DataError(InputError):
     """Raised when input data has errors; carries every issue found so a caller can list them all."""
 
     def __init__(self, issues: list[Issue], summary: str | None = None):

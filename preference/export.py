@@ -22,6 +22,7 @@ from typing import Any, Literal
 from preference.aggregate import Consensus, aggregate
 from preference.schema import Label, Message, PreferenceRecord
 from rlhfkit.core.atomic import atomic_path, write_jsonl
+from rlhfkit.core.errors import InputError
 
 TiePolicy = Literal["drop", "margin0"]
 BothBadPolicy = Literal["drop", "tie", "negatives"]
@@ -65,11 +66,11 @@ def _select(records: Iterable[PreferenceRecord], policy: ExportPolicy, paired: b
             ) -> tuple[list[tuple[Consensus, Label]], ExportReport]:
     """Aggregate, apply the policies, and return (consensus, effective label) pairs to emit."""
     if policy.ties not in ("drop", "margin0"):
-        raise ValueError(f"ties policy must be 'drop' or 'margin0', not {policy.ties!r}")
+        raise InputError(f"ties policy must be 'drop' or 'margin0', not {policy.ties!r}")
     if policy.both_bad not in ("drop", "tie", "negatives"):
-        raise ValueError(f"both_bad policy must be 'drop', 'tie' or 'negatives', not {policy.both_bad!r}")
+        raise InputError(f"both_bad policy must be 'drop', 'tie' or 'negatives', not {policy.both_bad!r}")
     if paired and policy.both_bad == "negatives":
-        raise ValueError("both_bad='negatives' needs unpaired (KTO) export; pairs can only 'drop' or treat as 'tie'")
+        raise InputError("both_bad='negatives' needs unpaired (KTO) export; pairs can only 'drop' or treat as 'tie'")
     records = list(records)
     report = ExportReport(policy=dataclasses.asdict(policy), judgments_in=len(records))
     selected = []
@@ -144,14 +145,14 @@ def trainable_pairs(records: Iterable[PreferenceRecord], policy: ExportPolicy, l
     data is empty, when the policies leave nothing, or when only ties are left (nothing to rank)."""
     records = list(records)
     if not records:
-        raise ValueError("no preference judgments to train on (the dataset is empty)")
+        raise InputError("no preference judgments to train on (the dataset is empty)")
     pairs, report = to_pairs(records, policy)
     if not pairs:
-        raise ValueError(f"no trainable pair: after aggregation and the tie/both-bad policies nothing is left "
+        raise InputError(f"no trainable pair: after aggregation and the tie/both-bad policies nothing is left "
                          f"(kept {dict(report.kept)}, dropped {dict(report.dropped)}); {learner} needs pairs "
                          "where one response is preferred")
     if not (report.kept.get("a") or report.kept.get("b")):
-        raise ValueError(f"only ties to train on: every kept pair says 'equally good', so there is nothing to rank; "
+        raise InputError(f"only ties to train on: every kept pair says 'equally good', so there is nothing to rank; "
                          f"{learner} needs pairs where one response is preferred")
     return pairs, report
 
@@ -182,7 +183,7 @@ def write_rows(rows: list[dict[str, Any]], path: str | Path) -> Path:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".jsonl", ".parquet"):
-        raise ValueError(f"{path}: export to .jsonl or .parquet")
+        raise InputError(f"{path}: export to .jsonl or .parquet")
     if suffix == ".jsonl":
         return write_jsonl(rows, path)
     import pyarrow as pa

@@ -20,6 +20,7 @@ from preference.errors import DataError, Issue
 from preference.importers import ImportOptions, RowResult, detect_format, read_preferences
 from preference.store import PreferenceStore
 from rlhfkit.core.atomic import write_jsonl
+from rlhfkit.core.errors import InputError
 
 OnError = Literal["fail", "quarantine"]
 
@@ -80,7 +81,7 @@ def import_file(
     With on_error="fail", any error raises `DataError` listing every problem and nothing is written. A judgment
     already in the store with the same content is not written again, so importing a file twice changes nothing."""
     if on_error not in ("fail", "quarantine"):
-        raise ValueError(f"on_error must be 'fail' or 'quarantine', not {on_error!r}")
+        raise InputError(f"on_error must be 'fail' or 'quarantine', not {on_error!r}")
     path = Path(path)
     options = options or ImportOptions()
     fmt = format or detect_format(path, options)

@@ -23,6 +23,7 @@ from typing import Any, BinaryIO
 import pyarrow.parquet as pq
 
 from preference.errors import Issue
+from rlhfkit.core.errors import InputError
 
 MIB = 1024 * 1024
 # Lines longer than this are reported and skipped rather than loaded: a 50 MiB line is a broken export, not a pair.
@@ -413,21 +414,21 @@ def columns_of(path: Path, kind: str, max_line_bytes: int = DEFAULT_MAX_LINE_BYT
         try:
             return list(pq.ParquetFile(path).schema_arrow.names)
         except Exception as exc:  # pyarrow raises several types for a damaged file
-            raise ValueError(f"{path}: not a readable Parquet file ({exc})") from None
+            raise InputError(f"{path}: not a readable Parquet file ({exc})") from None
     if kind == "csv":  # the header, even when no row follows
         for line, values, issue in _csv_records(path, max_line_bytes):
             issues = [issue] if values is None else _check_header(values, (), str(path), line)
             if issues:
-                raise ValueError(str(issues[0]))
+                raise InputError(str(issues[0]))
             return values  # type: ignore[return-value]
     readers = {"jsonl": lambda: read_jsonl(path, max_line_bytes), "json": lambda: read_json_array(path)}
     if kind not in readers:
-        raise ValueError(f"unknown container {kind!r}; expected one of jsonl, json, csv, parquet")
+        raise InputError(f"unknown container {kind!r}; expected one of jsonl, json, csv, parquet")
     first: Issue | None = None
     for row in readers[kind]():
         if row.data is not None:
             return list(row.data)
         first = first or row.issue
     if first is not None:
-        raise ValueError(str(first))
-    raise ValueError(f"{path}: file holds no rows" if path.stat().st_size else f"{path}: file is empty")
+        raise InputError(str(first))
+    raise InputError(f"{path}: file holds no rows" if path.stat().st_size else f"{path}: file is empty")

@@ -11,15 +11,16 @@ from collections.abc import Iterable, Sequence
 from typing import Literal
 
 from preference.schema import Label, PreferenceRecord, prompt_key
+from rlhfkit.core.errors import InputError
 
 
 def parse_ratios(ratios: dict[str, float]) -> dict[str, float]:
     """Check split ratios: positive, at least one, normalised to sum to 1."""
     if not ratios:
-        raise ValueError("give at least one split, e.g. train=0.8 test=0.2")
+        raise InputError("give at least one split, e.g. train=0.8 test=0.2")
     bad = {name: value for name, value in ratios.items() if not value > 0}
     if bad:
-        raise ValueError(f"split ratios must be positive: {bad}")
+        raise InputError(f"split ratios must be positive: {bad}")
     total = sum(ratios.values())
     return {name: value / total for name, value in ratios.items()}
 
@@ -64,7 +65,7 @@ def deduplicate(records: Iterable[PreferenceRecord], by: Literal["judgment", "pa
         for record in records:
             first.setdefault(record.pair_id, record)
         return list(first.values())
-    raise ValueError(f"deduplicate by 'judgment' or 'pair', not {by!r}")
+    raise InputError(f"deduplicate by 'judgment' or 'pair', not {by!r}")
 
 
 def filter_records(

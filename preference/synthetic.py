@@ -11,6 +11,7 @@ import random
 from collections.abc import Callable
 
 from preference.schema import Label, PreferenceRecord, Strength
+from rlhfkit.core.errors import InputError
 
 TASKS = [
     ("Describe the water cycle", "water evaporates from seas and lakes, condenses into clouds and falls back as rain"),
@@ -56,7 +57,7 @@ def synthetic_preferences(n_prompts: int = 40, seed: int = 0, source: str = "syn
     randomised per pair and recorded in metadata["shown_swapped"], as Label Studio pushes will do.
     """
     if not 1 <= n_prompts <= MAX_DISTINCT_PROMPTS:
-        raise ValueError(f"the generated sample has 1 to {MAX_DISTINCT_PROMPTS} distinct prompts, not {n_prompts}")
+        raise InputError(f"the generated sample has 1 to {MAX_DISTINCT_PROMPTS} distinct prompts, not {n_prompts}")
     rng = random.Random(seed)
     records = []
     for index in range(n_prompts):

@@ -22,6 +22,7 @@ import dspy
 
 from reward.ifeval import Mode, VerificationError, feedback, verify_response
 from reward.protocols import RewardScorer
+from rlhfkit.core.errors import InputError
 
 
 class RewardScore(dspy.Module):
@@ -45,17 +46,17 @@ class InstructionFollowingMetric:
         """`feedback=True` always returns `Prediction(score, feedback)` (GEPA at the program level); otherwise a
         float, unless the caller names a predictor (GEPA's per-predictor call)."""
         if verifier is None and reward_model is None:
-            raise ValueError("the metric needs the verifier, a reward model, or both")
+            raise InputError("the metric needs the verifier, a reward model, or both")
         if verifier not in (None, "strict", "loose"):
-            raise ValueError(f"verifier must be 'strict', 'loose' or None, not {verifier!r}")
+            raise InputError(f"verifier must be 'strict', 'loose' or None, not {verifier!r}")
         if verifier_weight < 0 or reward_weight < 0:
-            raise ValueError("metric weights must be 0 or positive")
+            raise InputError("metric weights must be 0 or positive")
         self.verifier = verifier
         self.verifier_weight = verifier_weight if verifier else 0.0
         self.reward_model = reward_model
         self.reward_weight = reward_weight if reward_model is not None else 0.0
         if self.verifier_weight + self.reward_weight <= 0:
-            raise ValueError("at least one metric weight must be positive")
+            raise InputError("at least one metric weight must be positive")
         self.response_field, self.prompt_field, self.feedback = response_field, prompt_field, feedback
 
     def score_with_feedback(self, example: Any, pred: Any) -> tuple[float, str]:

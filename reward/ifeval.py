@@ -33,6 +33,7 @@ from typing import Any, Literal
 from preference.errors import DataError, Issue
 from preference.pairs import Pair
 from preference.schema import Prompt
+from rlhfkit.core.errors import InputError, SetupError
 
 Mode = Literal["strict", "loose"]
 MODES: tuple[str, ...] = ("strict", "loose")
@@ -43,11 +44,11 @@ PUNKT_INSTALL = "pip install --no-deps llama-index-core"
 PUNKT_RELATIVE = Path("llama_index") / "core" / "_static" / "nltk_cache"
 
 
-class VerifierSetupError(RuntimeError):
+class VerifierSetupError(SetupError):
     """The verifier cannot run here (a missing package or data file); the message says how to fix it."""
 
 
-class VerificationError(ValueError):
+class VerificationError(InputError):
     """The instructions of one prompt cannot be checked (unknown instruction id, missing or bad kwargs)."""
 
     def __init__(self, message: str, reason: str):
@@ -196,7 +197,7 @@ def verify_response(response: str, instruction_id_list: Sequence[str], kwargs: S
     does not know) and `VerifierSetupError` (packaged NLTK data missing).
     """
     if mode not in MODES:
-        raise ValueError(f"mode must be 'strict' or 'loose', not {mode!r}")
+        raise InputError(f"mode must be 'strict' or 'loose', not {mode!r}")
     if not isinstance(response, str):
         raise VerificationError(f"response must be a string, not {type(response).__name__}",
                                 reason="response is not a string")

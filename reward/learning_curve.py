@@ -17,6 +17,7 @@ from preference.schema import PreferenceRecord
 from preference.split import split_by_prompt
 from reward.config import RewardTrainingConfig
 from rlhfkit.core.atomic import atomic_path, atomic_write_text
+from rlhfkit.core.errors import InputError
 
 
 @dataclasses.dataclass
@@ -43,7 +44,7 @@ def learning_curve(train: list[PreferenceRecord], test: list[PreferenceRecord], 
 
     bad = [share for share in shares if not 0 < share < 1]
     if bad:
-        raise ValueError(f"learning-curve shares must lie strictly between 0 and 1, got {bad}")
+        raise InputError(f"learning-curve shares must lie strictly between 0 and 1, got {bad}")
     points = []
     for share in sorted(set(shares)):
         part = split_by_prompt(train, {"part": share, "rest": 1 - share}, seed=config.seed)["part"]

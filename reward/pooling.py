@@ -23,6 +23,8 @@ from typing import Any, Literal
 
 import torch
 
+from rlhfkit.core.errors import InputError
+
 Pooling = Literal["auto", "model", "mean"]
 CONFIG_KEY = "rlhfkit_pooling"
 SENTENCE_POOLING_FILE = "1_Pooling/config.json"
@@ -82,11 +84,11 @@ def resolve_pooling(requested: Pooling, source: str, model: Any) -> str:
         return "model"
     if requested == "mean":
         if not supports_mean_pooling(model):
-            raise ValueError(f"pooling='mean' needs an encoder with a pooler (BERT, MiniLM, ...); {source} "
+            raise InputError(f"pooling='mean' needs an encoder with a pooler (BERT, MiniLM, ...); {source} "
                              f"({type(model).__name__}) has none: use pooling='model'")
         return "mean"
     if requested != "auto":
-        raise ValueError(f"pooling must be 'auto', 'model' or 'mean', not {requested!r}")
+        raise InputError(f"pooling must be 'auto', 'model' or 'mean', not {requested!r}")
     return "mean" if sentence_pooling(source) == "mean" and supports_mean_pooling(model) else "model"
 
 
@@ -95,9 +97,9 @@ def apply_pooling(model: Any, pooling: str) -> Any:
     if pooling == "model":
         return model
     if pooling != "mean":
-        raise ValueError(f"unknown pooling {pooling!r} (expected 'model' or 'mean')")
+        raise InputError(f"unknown pooling {pooling!r} (expected 'model' or 'mean')")
     if not supports_mean_pooling(model):
-        raise ValueError(f"{type(model).__name__} has no pooler to replace with mean pooling")
+        raise InputError(f"{type(model).__name__} has no pooler to replace with mean pooling")
     base = _base(model)
     if isinstance(base.pooler, MaskedMeanPooler):
         return model

@@ -16,6 +16,7 @@ import dataclasses
 from typing import Any
 
 from preference.schema import Prompt
+from rlhfkit.core.errors import InputError
 
 # Never cut the prompt below this many tokens when the response is long: the reward must still see the question.
 MIN_PROMPT_TOKENS = 32
@@ -56,7 +57,7 @@ def _ids(value: Any) -> list[int]:
 def encode(tokenizer: Any, prompt: Prompt, response: str, max_length: int) -> Encoded:
     """Token ids for one (prompt, response), at most `max_length` long (see module docstring)."""
     if max_length < MIN_PROMPT_TOKENS * 2:
-        raise ValueError(f"max_length must be at least {MIN_PROMPT_TOKENS * 2}, not {max_length}")
+        raise InputError(f"max_length must be at least {MIN_PROMPT_TOKENS * 2}, not {max_length}")
     if uses_chat_template(tokenizer):
         ids, split = _chat_ids(tokenizer, _messages(prompt), response)
         if len(ids) <= max_length:

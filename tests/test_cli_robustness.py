@@ -127,3 +127,20 @@ def test_split_names_and_existing_outputs(tmp_path):
     assert not (tmp_path / "escape").exists()
     assert run("data", "split", store, "--out", tmp_path / "o").exit_code == 0
     clean_failure(run("data", "split", store, "--out", tmp_path / "o"), "already exist")
+
+
+def test_user_errors_are_one_line_and_bugs_keep_their_traceback(tmp_path, monkeypatch):
+    import preference.importers as importers
+
+    clean_failure(run("data", "import", tmp_path / "missing.jsonl", "--store", tmp_path / "store"), "missing.jsonl")
+    data = write(tmp_path / "prefs.jsonl", [ROW])
+
+    # A ValueError that rlhfkit did not raise on purpose is a bug: the traceback must reach the user.
+    def broken(*args, **kwargs):
+        raise ValueError("an internal invariant broke")
+
+    monkeypatch.setitem(importers.READERS, "rlhfkit", broken)
+    result = run("data", "import", data, "--store", tmp_path / "store2")
+    assert result.exit_code == 1
+    assert isinstance(result.exception, ValueError) and "an internal invariant broke" in str(result.exception)
+    assert "error:" not in result.output

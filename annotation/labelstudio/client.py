@@ -14,13 +14,15 @@ from typing import Any
 
 import requests
 
+from rlhfkit.core.errors import SetupError
+
 log = logging.getLogger(__name__)
 
 URL_ENV, KEY_ENV = "LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY"
 RETRY_STATUS = {502, 503, 504}
 
 
-class LabelStudioError(RuntimeError):
+class LabelStudioError(SetupError):
     """A Label Studio request failed; the message says which and why (never the token)."""
 
 

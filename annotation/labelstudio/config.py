@@ -11,6 +11,7 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 from preference.schema import Label, Strength
+from rlhfkit.core.errors import InputError
 
 PREFERENCE, STRENGTH, REASON = "preference", "strength", "reason"
 DATA_FIELDS = ("prompt", "answer_a", "answer_b")
@@ -48,7 +49,7 @@ LABEL_CONFIG = """<View>
 """
 
 
-class ResultError(ValueError):
+class ResultError(InputError):
     """An annotation result that does not match rlhfkit's labeling config."""
 
 

@@ -27,6 +27,7 @@ from preference.pairs import Pair
 from preference.schema import PreferenceRecord
 from preference.store import PreferenceStore
 from rlhfkit.core.atomic import atomic_write_text
+from rlhfkit.core.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def ensure_project(client: LabelStudioClient, title: str, overlap: int = 1) -> d
 
     `overlap` = how many annotators should judge each task (Label Studio's `maximum_annotations`)."""
     if overlap < 1:
-        raise ValueError("overlap must be at least 1")
+        raise InputError("overlap must be at least 1")
     existing = next((p for p in client.projects() if p["title"] == title), None)
     if existing is not None:
         project = open_project(client, existing["id"])

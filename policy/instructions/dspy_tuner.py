@@ -27,6 +27,7 @@ from policy.instructions.fitness import FitnessEvaluator
 from policy.instructions.templates import InstructionTemplate, InstructionTemplateGenerator, fallback_template
 from reward.dspy_metrics import InstructionFollowingMetric
 from reward.ifeval import VerificationError, verify_response
+from rlhfkit.core.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ class DSPyInstructionTuner:
     def __init__(self, metric: Any = None, *, lm: Any = None, adapter: Any = None, rounds: int = 2,
                  budget: int | None = None, seed: int = 0):
         if rounds < 0:
-            raise ValueError("rounds must be 0 or more")
+            raise InputError("rounds must be 0 or more")
         self.metric = metric or InstructionFollowingMetric()
         self.lm, self.adapter, self.rounds, self.budget = lm, adapter, rounds, budget
         self.templates = InstructionTemplateGenerator(lm, adapter)
@@ -91,7 +92,7 @@ class DSPyInstructionTuner:
                                 trainset: Sequence[dspy.Example]) -> TuningResult:
         """The best instruction for `module_class(signature)` on `trainset` (see the module docstring)."""
         if not trainset:
-            raise ValueError("the trainset is empty: nothing to score instructions on")
+            raise InputError("the trainset is empty: nothing to score instructions on")
         start = signature.instructions.strip()
         task = start or f"Produce {', '.join(signature.output_fields)} from {', '.join(signature.input_fields)}"
         written = self.templates.generate_template(task)
@@ -118,7 +119,7 @@ class DSPyInstructionTuner:
                 pending = [refined.instruction, rewrite.instruction]
         except _OutOfBudget:
             if not scores:
-                raise ValueError(f"the budget ({self.budget} LM calls) does not cover one pass over the "
+                raise InputError(f"the budget ({self.budget} LM calls) does not cover one pass over the "
                                  f"{len(trainset)} training examples") from None
             log.info("budget used up after %d candidates", len(scores))
         best = max(scores, key=scores.get)

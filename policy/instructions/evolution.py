@@ -43,6 +43,7 @@ from policy.instructions.templates import (
 from policy.prompts import PromptItem, split_prompts
 from rlhfkit.core.atomic import atomic_write_text
 from rlhfkit.core.checks import require
+from rlhfkit.core.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -255,7 +256,7 @@ class EvolutionaryInstructionOptimizer:
             return None
         state = json.loads(path.read_text())
         if state.get("fingerprint") != fingerprint:
-            raise ValueError(f"{path} holds a search with another task, examples or settings; delete it or choose "
+            raise InputError(f"{path} holds a search with another task, examples or settings; delete it or choose "
                              "another state_path")
         self.evaluator.load_state(state["evaluator"])
         version, internal, gauss = state["rng"]
@@ -291,9 +292,9 @@ class EvolutionaryInstructionOptimizer:
     def _optimize(self, task: str, examples: Sequence[PromptItem], start_instruction: str | None
                   ) -> OptimizationResult:
         if not examples:
-            raise ValueError("no examples to evaluate instructions on")
+            raise InputError("no examples to evaluate instructions on")
         if len(examples) < 2:
-            raise ValueError("at least two examples are needed: one to train on and one to confirm the winner")
+            raise InputError("at least two examples are needed: one to train on and one to confirm the winner")
         start = start_instruction if start_instruction is not None else task
         train, heldout = split_prompts(list(examples), self.config.held_out, self.config.seed)
         fingerprint = self._fingerprint(task, examples, start)
@@ -303,7 +304,7 @@ class EvolutionaryInstructionOptimizer:
         reserve = 2 * len(heldout) - sum((start, item.key) in self.evaluator.cache for item in heldout)
         if self.evaluator.budget is not None:
             if self.evaluator.budget - self.evaluator.spent <= reserve:
-                raise ValueError(f"the budget ({self.evaluator.budget} policy calls) does not cover the held-out "
+                raise InputError(f"the budget ({self.evaluator.budget} policy calls) does not cover the held-out "
                                  f"check ({2 * len(heldout)} calls) and a search; give a larger budget")
             self.evaluator.budget -= reserve
         if loaded:
@@ -328,7 +329,7 @@ class EvolutionaryInstructionOptimizer:
                     break
         except BudgetExhausted as exc:
             if not any(c.fitness is not None for c in population):
-                raise ValueError(f"the budget is too small to evaluate even the starting instruction: {exc}") from exc
+                raise InputError(f"the budget is too small to evaluate even the starting instruction: {exc}") from exc
             population = [c for c in population if c.fitness is not None]
         if self.evaluator.budget is not None:
             self.evaluator.budget += reserve
@@ -362,7 +363,7 @@ class EvolutionaryInstructionOptimizer:
             winner_heldout = self.evaluator.fitness(best.instruction, heldout)
             start_heldout = self.evaluator.fitness(start, heldout)
         except BudgetExhausted as exc:
-            raise ValueError(f"the budget left nothing to confirm the winner on the held-out split ({exc}); "
+            raise InputError(f"the budget left nothing to confirm the winner on the held-out split ({exc}); "
                              "give a larger budget") from exc
         # A tie keeps the start: benchmarks/instruction_optimization.py saw a winner that tied on 4 confirmation
         # prompts do worse on 40 others.

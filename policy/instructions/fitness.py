@@ -19,6 +19,7 @@ from policy.prompts import PromptItem
 from policy.rewards import user_prompt
 from reward.dspy_metrics import InstructionFollowingMetric
 from reward.ifeval import VerificationError, verify_response
+from rlhfkit.core.errors import InputError
 
 
 class BudgetExhausted(RuntimeError):
@@ -43,7 +44,7 @@ class FitnessEvaluator:
         """`answerer`: anything with `answer(system, prompts) -> list[str]` and a `calls` count
         (`policy.generate.Answerer`)."""
         if budget is not None and budget < 1:
-            raise ValueError("the budget must be at least one policy call")
+            raise InputError("the budget must be at least one policy call")
         self.answerer = answerer
         self.metric = metric or InstructionFollowingMetric()
         self.budget = budget

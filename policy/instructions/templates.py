@@ -22,6 +22,8 @@ from typing import Any
 
 import dspy
 
+from rlhfkit.core.errors import InputError
+
 # Output formats a task may name, and the sentence that specifies each.
 FORMATS: dict[str, str] = {
     "json": "Answer with a single valid JSON object and nothing else.",
@@ -139,7 +141,7 @@ class InstructionTemplateGenerator:
                           ) -> InstructionTemplate:
         """An instruction template for `task` (`{input}` marks where the task's input goes)."""
         if not isinstance(task, str) or not task.strip():
-            raise ValueError("the task must be a non-empty description")
+            raise InputError("the task must be a non-empty description")
         written = clean_instruction(self._ask(task, output_format), task) if (self.lm or dspy.settings.lm) else None
         if written is None:
             return InstructionTemplate(fallback_template(task, output_format, constraints), "fallback")

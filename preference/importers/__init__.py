@@ -12,6 +12,7 @@ from pathlib import Path
 from preference.importers import generic, hh_rlhf, pandalm, trl
 from preference.importers.base import ImportOptions, RowResult, container_of, read_container
 from preference.readers import columns_of
+from rlhfkit.core.errors import InputError
 
 READERS = {"rlhfkit": generic.read, "hh-rlhf": hh_rlhf.read, "pandalm": pandalm.read, "trl": trl.read}
 FORMATS = tuple(READERS)
@@ -21,7 +22,7 @@ __all__ = ["FORMATS", "ImportOptions", "RowResult", "detect_format", "read_prefe
 
 def _check_file(path: Path) -> None:
     if path.is_dir():
-        raise ValueError(f"{path}: is a folder, not a file")
+        raise InputError(f"{path}: is a folder, not a file")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
 
@@ -42,7 +43,7 @@ def detect_format(path: Path, options: ImportOptions | None = None) -> str:
     mapped = {options.mapping.get(field, field) for field in generic.REQUIRED} | {"prompt_messages"}
     if options.mapping or len(mapped & columns) >= 2:
         return "rlhfkit"
-    raise ValueError(f"{path}: cannot tell the format from its columns ({', '.join(sorted(columns)) or 'none'}); "
+    raise InputError(f"{path}: cannot tell the format from its columns ({', '.join(sorted(columns)) or 'none'}); "
                      f"pass --format (one of {', '.join(FORMATS)}) and --map FIELD=COLUMN for your column names")
 
 
@@ -54,5 +55,5 @@ def read_preferences(path: str | Path, format: str | None = None, options: Impor
     _check_file(path)
     fmt = format or detect_format(path, options)
     if fmt not in READERS:
-        raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+        raise InputError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
     return READERS[fmt](path, options)

@@ -11,6 +11,7 @@ from preference.errors import Issue
 from preference.readers import DEFAULT_MAX_LINE_BYTES, RawRow, read_csv, read_json_array, read_jsonl, read_parquet
 from preference.schema import PreferenceRecord
 from preference.validation import DegeneratePolicy, RowContext
+from rlhfkit.core.errors import InputError
 
 CONTAINERS = ("jsonl", "json", "csv", "parquet")
 
@@ -57,7 +58,7 @@ def container_of(path: Path) -> str:
     ext = suffixes[-1].lstrip(".") if suffixes else ""
     kind = {"jsonl": "jsonl", "ndjson": "jsonl", "json": "json", "csv": "csv", "parquet": "parquet"}.get(ext)
     if kind is None:
-        raise ValueError(f"{path}: cannot tell the file type from its name; expected .jsonl, .json, .csv or .parquet "
+        raise InputError(f"{path}: cannot tell the file type from its name; expected .jsonl, .json, .csv or .parquet "
                          "(optionally .gz)")
     return kind
 
@@ -71,7 +72,7 @@ def read_container(path: Path, kind: str, options: ImportOptions, required: tupl
         return read_csv(path, required, options.max_line_bytes)
     if kind == "parquet":
         return read_parquet(path)
-    raise ValueError(f"unknown container {kind!r}; expected one of {CONTAINERS}")
+    raise InputError(f"unknown container {kind!r}; expected one of {CONTAINERS}")
 
 
 def convert_rows(

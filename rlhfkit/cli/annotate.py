@@ -24,6 +24,7 @@ from preference.store import PreferenceStore, StoreError
 from rlhfkit.cli import annotate_machine
 from rlhfkit.cli.console import console, err_console, fail, row_progress, summary_table
 from rlhfkit.core.atomic import atomic_write_text
+from rlhfkit.core.errors import RlhfkitError
 from rlhfkit.core.settings import label_studio_dir
 
 app = typer.Typer(help="Collect pairwise preferences: Label Studio for people, machine annotators, active selection.",
@@ -127,7 +128,7 @@ def push(
         with row_progress(f"pushing {len(chosen)} pairs", total=len(chosen)) as advance:
             report = push_pairs(client, target["id"], chosen, seed=seed, batch_size=batch_size,
                                 preannotator=preannotator, on_batch=lambda n: [advance() for _ in range(n)])
-    except (LabelStudioError, ValueError) as exc:
+    except RlhfkitError as exc:  # LabelStudioError included
         fail(str(exc))
     console.print(summary_table(f"pushed to project {target['title']!r} (id {target['id']})", {
         "pairs asked for": report.requested, "already in the project": report.already_there,

@@ -22,6 +22,7 @@ from preference.pairs import Pair, read_pairs, write_pairs
 from preference.schema import Label, PreferenceRecord
 from preference.store import PreferenceStore, StoreError
 from rlhfkit.cli.console import console, err_console, fail, issue_table, row_progress, summary_table
+from rlhfkit.core.errors import RlhfkitError
 
 AVAILABLE = ("verifier", "judge", "reward")
 COMING: dict[str, str] = {}
@@ -84,7 +85,7 @@ def _read_pairs(path: Path) -> list[Pair]:
     except DataError as exc:
         err_console.print(issue_table(exc.issues, "errors", limit=50))
         fail(str(exc).splitlines()[0])
-    except (ValueError, FileNotFoundError) as exc:
+    except (RlhfkitError, FileNotFoundError) as exc:
         fail(str(exc))
     if not pairs:
         fail(f"{path}: no pairs")
@@ -193,7 +194,7 @@ def select(
                 chosen = select_pairs(pairs, strategy, budget, seed=seed, annotators=annotators)
         else:
             chosen = select_pairs(pairs, strategy, budget, seed=seed)
-    except ValueError as exc:
+    except RlhfkitError as exc:
         fail(str(exc))
     try:
         write_pairs([selection.pair for selection in chosen], out)
@@ -223,7 +224,7 @@ def _reward_scorers(paths: list[str]) -> list[Any]:
     for path in paths:
         try:
             model = load_reward_model(path)
-        except (ValueError, OSError) as exc:
+        except (RlhfkitError, OSError) as exc:
             fail(f"--reward-model {path}: {exc}")
         scorers += list(model.members) if isinstance(model, RewardEnsemble) else [model]
     return scorers

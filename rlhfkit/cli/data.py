@@ -22,6 +22,7 @@ from preference.schema import PreferenceRecord
 from preference.split import split_by_prompt
 from preference.store import PreferenceStore, StoreError, save_preferences
 from rlhfkit.cli.console import console, err_console, fail, issue_table, row_progress, summary_table
+from rlhfkit.core.errors import RlhfkitError
 
 app = typer.Typer(help="Import, validate, describe, split and export preference data.", no_args_is_help=True)
 
@@ -68,7 +69,7 @@ def _scan_file(path: Path, format: str | None, options: ImportOptions):
     try:
         with row_progress(f"reading {path.name}") as advance:
             return scan(path, format, options, on_row=lambda _: advance())
-    except (ValueError, FileNotFoundError) as exc:
+    except (RlhfkitError, FileNotFoundError) as exc:
         fail(str(exc))
 
 
@@ -119,7 +120,7 @@ def import_cmd(
     except DataError as exc:
         err_console.print(issue_table(exc.issues, "errors", limit=50))
         fail(str(exc).splitlines()[0] + (f" (showing 50 of {len(exc.issues)})" if len(exc.issues) > 50 else ""))
-    except (ValueError, FileNotFoundError, StoreError) as exc:
+    except (RlhfkitError, FileNotFoundError) as exc:
         fail(str(exc))
     console.print(summary_table(f"imported {file.name} ({report.format}) into {store}", {
         "rows read": report.rows_read, "judgments imported": report.records_imported,
@@ -260,7 +261,7 @@ def split(
         parts = split_by_prompt(records, ratios, seed)
         for name, part in parts.items():
             save_preferences(part, out / name, note=f"split {name} of {store} (seed {seed})")
-    except (ValueError, StoreError) as exc:
+    except RlhfkitError as exc:
         fail(str(exc))
     for name, part in parts.items():
         if not part:
@@ -303,7 +304,7 @@ def export(
         rows, report = (to_kto if to == "kto" else to_pairs)(records, policy)
         if rows:  # never replace an existing output with an empty file
             write_rows(rows, out)
-    except ValueError as exc:
+    except RlhfkitError as exc:
         fail(str(exc))
     console.print(summary_table(f"export to {to}: {out}", {
         "judgments in": report.judgments_in, "pairs (after aggregation)": report.pairs_in,

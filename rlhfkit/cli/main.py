@@ -14,21 +14,20 @@ from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
-from annotation.labelstudio.client import LabelStudioError
-from preference.errors import DataError
-from preference.store import StoreError
-from reward.ifeval import VerifierSetupError
 from rlhfkit import __version__
 from rlhfkit.cli import annotate, data, instructions, models, policy, reward
 from rlhfkit.cli.console import console, err_console, fail
-from rlhfkit.core.errors import TrainingDiverged
-from rlhfkit.core.vllm_server import EngineError
+from rlhfkit.core.errors import RlhfkitError
 
-# Failures a user can cause (bad files, a missing server, a full disk): one clear line and exit 1, no traceback.
-# `--verbose` shows the traceback too.
-EXPECTED_ERRORS = (DataError, StoreError, LabelStudioError, OSError, EOFError, ValueError, TrainingDiverged,
-                   VerifierSetupError, EngineError)
 _verbose = False
+
+
+def expected(exc: BaseException) -> bool:
+    """A failure the user can fix, printed as one line: rlhfkit's own errors, an OS error on a path (a missing or
+    unreadable file, a full disk), and the end of input at a prompt. Anything else is a bug: its traceback shows."""
+    if isinstance(exc, RlhfkitError | EOFError):
+        return True
+    return isinstance(exc, OSError) and (exc.errno == errno.ENOSPC or exc.filename is not None)
 
 
 def error_message(exc: BaseException) -> str:
@@ -43,8 +42,8 @@ class FriendlyErrors(TyperGroup):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except EXPECTED_ERRORS as exc:
-            if _verbose:
+        except Exception as exc:  # `--verbose` shows the traceback of an expected failure too
+            if _verbose or not expected(exc):
                 raise
             fail(error_message(exc))
 
@@ -81,7 +80,7 @@ def run(
     workdir: Annotated[Path | None, typer.Option(help="Work folder (overrides the config's workdir); a rerun "
                                                  "resumes there.")] = None,
     from_stage: Annotated[str | None, typer.Option("--from", help="Rerun from this stage on: prompts, generate, "
-                                                   "label, reward, policy, evaluate, dspy, instructions, "
+                                                   "label, reward, update, evaluate, dspy, instructions, "
                                                    "report.")] = None,
     annotator: Annotated[str | None, typer.Option(help="Who labels (overrides label.annotator): verifier, "
                                                   "labelstudio, reward, judge or file.")] = None,
@@ -92,8 +91,8 @@ def run(
     """The main job: prompts -> candidates -> labels -> reward model -> policy update -> DSPy scores -> instruction
     search -> report (HTML + metrics.json). A rerun skips finished stages and resumes an interrupted one."""
     from rlhfkit.pipeline.config import ConfigError, default_yaml, load_config
+    from rlhfkit.pipeline.labelstudio import LabelingPending
     from rlhfkit.pipeline.runner import run_pipeline
-    from rlhfkit.pipeline.stages import LabelingPending
 
     if show_config:
         console.print(default_yaml(), markup=False, highlight=False, soft_wrap=True)

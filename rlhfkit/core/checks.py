@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from rlhfkit.core.errors import InputError
+
 
 def require(checks: Iterable[tuple[bool, str]], owner: str) -> None:
     """Raise `ValueError("OWNER: message")` for the first check whose condition is false."""
     for ok, message in checks:
         if not ok:
-            raise ValueError(f"{owner}: {message}")
+            raise InputError(f"{owner}: {message}")

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from rlhfkit.core.errors import InputError
 from rlhfkit.core.registry import resolve_model
 
 DEFAULT_MAX_NEW_TOKENS = 256
@@ -78,7 +79,7 @@ class TransformersEngine:
             path = resolve_model(self.model_name)
             tokenizer = AutoTokenizer.from_pretrained(path)
             if tokenizer.chat_template is None:
-                raise ValueError(f"{self.model_name}: the tokenizer has no chat template; DSPy's chat messages need "
+                raise InputError(f"{self.model_name}: the tokenizer has no chat template; DSPy's chat messages need "
                                  "one (use an instruct model)")
             model = load_causal_lm(path, self.dtype or "auto").to(self.device).eval()
             self._loaded = (model, tokenizer)

@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from rlhfkit.core.errors import InputError
 from rlhfkit.core.gguf import convert_gguf, is_converted
 from rlhfkit.core.settings import models_dir
 
 ModelKind = Literal["causal-lm", "encoder"]
 
 
-class ModelNotFoundError(ValueError):
+class ModelNotFoundError(InputError):
     """A model name or path that cannot be resolved to local files."""
 
 

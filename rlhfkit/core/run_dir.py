@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rlhfkit.core.atomic import atomic_write_text
+from rlhfkit.core.errors import InputError
 
 
 def prepare_run_dir(out: str | Path, resume: bool, config: dict[str, Any]) -> Path:
@@ -24,7 +25,7 @@ def prepare_run_dir(out: str | Path, resume: bool, config: dict[str, Any]) -> Pa
     taken = out.exists() and any(p.name != "config.json" for p in out.iterdir())
     state.wait_for_everyone()
     if taken and not resume:
-        raise ValueError(f"{out} already holds a training run; pass resume to continue it or choose another "
+        raise InputError(f"{out} already holds a training run; pass resume to continue it or choose another "
                          "output_dir")
     if state.is_main_process:
         out.mkdir(parents=True, exist_ok=True)

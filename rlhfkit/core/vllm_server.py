@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rlhfkit.core.errors import SetupError
 from rlhfkit.core.ports import free_port, port_is_free
 from rlhfkit.core.settings import rlhfkit_home, vllm_venv
 
@@ -47,7 +48,7 @@ VLLM_CPU_UNNEEDED = ("torchvision", "torchaudio", "torchcodec")
 MODEL_ENV = "RLHFKIT_VLLM_MODEL"
 
 
-class EngineError(RuntimeError):
+class EngineError(SetupError):
     """The generation engine cannot start or answer; the message says what to do."""
 
 

@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from policy.prompts import CONSTRAINT_IDS, SOMETIMES_FOLLOWED
+from rlhfkit.core.errors import ConfigError, InputError
 
 
 class Section(BaseModel):
@@ -52,7 +53,7 @@ class PromptsSection(Section):
     def _known(cls, value: list[str] | None) -> list[str] | None:
         unknown = [name for name in value or [] if name not in CONSTRAINT_IDS]
         if unknown or value == []:
-            raise ValueError(f"unknown constraint(s) {', '.join(unknown) or '(empty list)'}; built-in: "
+            raise InputError(f"unknown constraint(s) {', '.join(unknown) or '(empty list)'}; built-in: "
                              f"{', '.join(CONSTRAINT_IDS)}")
         return value
 
@@ -104,9 +105,9 @@ class LabelSection(Section):
     @model_validator(mode="after")
     def _needs(self) -> LabelSection:
         if self.annotator == "file" and not self.file:
-            raise ValueError("annotator 'file' needs label.file (a preference file)")
+            raise InputError("annotator 'file' needs label.file (a preference file)")
         if self.annotator == "reward" and not self.reward_model:
-            raise ValueError("annotator 'reward' needs label.reward_model (a reward model folder)")
+            raise InputError("annotator 'reward' needs label.reward_model (a reward model folder)")
         return self
 
 
@@ -204,10 +205,6 @@ class PipelineConfig(Section):
             if value is not None and not (base / value).expanduser().exists():
                 problems.append(f"{field}: {value} does not exist")
         return problems
-
-
-class ConfigError(ValueError):
-    """A config file that cannot be used; the message names the file, line and field of every problem."""
 
 
 def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
