@@ -22,7 +22,7 @@ STAMP := $(VENV)/.rlhfkit-installed
 LS_STAMP := $(LS_VENV)/.installed
 export RLHFKIT_LABEL_STUDIO_VENV := $(CURDIR)/$(LS_VENV)
 
-.PHONY: run test setup browser clean-venv
+.PHONY: run test lint setup browser clean-venv
 
 setup: $(STAMP) $(LS_STAMP) $(VLLM_STAMP)
 
@@ -62,7 +62,11 @@ run:
 
 test:
 	@$(MAKE) --no-print-directory -j4 setup browser
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
 
 clean-venv:
 	rm -rf $(VENV) $(LS_VENV) $(VLLM_VENV)

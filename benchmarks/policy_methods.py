@@ -55,9 +55,9 @@ def run_one(method: str, steps: int, out: Path) -> dict:
     else:
         from policy.ppo import PPOTrainingConfig, train_ppo
 
-        summary = train_ppo(prompts, PPOTrainingConfig(output_dir=str(out), updates=steps, rollout_batch_size=4,
-                                                       mini_batch_size=2, max_new_tokens=TOKENS, verifier="loose",
-                                                       save_steps=10_000))
+        summary = train_ppo(prompts, PPOTrainingConfig(
+            output_dir=str(out), updates=steps, per_device_train_batch_size=4, mini_batch_size=2,
+            max_completion_length=TOKENS, verifier="loose", save_steps=10_000))
         seconds, answers = summary["train_runtime"], 4
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"seconds_per_step": round(seconds / steps, 2), "answers_per_step": answers,

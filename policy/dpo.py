@@ -15,18 +15,17 @@ What rlhfkit adds around TRL:
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from datasets import Dataset
 from trl import DPOConfig, DPOTrainer
 
+from policy.config import DPOTrainingConfig
 from policy.model import load_policy_tokenizer, load_weights, messages_of
 from policy.training import (
-    PolicyTrainingConfig,
     callbacks,
     peft_config,
     prepare_output,
@@ -35,64 +34,8 @@ from policy.training import (
 )
 from preference.export import ExportPolicy, trainable_pairs
 from preference.schema import PreferenceRecord
-from rlhfkit.core.checks import require
 
 log = logging.getLogger(__name__)
-
-# TRL 1.16's DPO losses (DPOConfig.loss_type); see TRL's documentation for each.
-LOSS_TYPES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
-              "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm")
-
-
-@dataclasses.dataclass
-class DPOTrainingConfig(PolicyTrainingConfig):
-    output_dir: str = "runs/dpo"
-    # -- DPO -----------------------------------------------------------------------------------------------------
-    beta: float = 0.1
-    """How far the policy may move from the reference: higher keeps it closer (IPO: the regulariser tau)."""
-    loss_type: list[str] = dataclasses.field(default_factory=lambda: ["sigmoid"])
-    """One or more of TRL's DPO losses (`LOSS_TYPES`); several are summed with `loss_weights` (e.g. MPO)."""
-    loss_weights: list[float] | None = None
-    label_smoothing: float = 0.0
-    """Robust DPO / EXO: the assumed share of flipped labels (robust: in [0, 0.5))."""
-    max_length: int = 1024
-    """Tokens per prompt + answer; longer sequences are cut at the end (TRL's keep_start)."""
-    precompute_ref_log_probs: bool = False
-    """Compute the reference log-probs once before training (saves the reference forward pass every step)."""
-    # -- data ----------------------------------------------------------------------------------------------------
-    aggregate: Literal["majority", "unanimous", "weighted", "none"] = "majority"
-    """How several judgments of a pair become one training pair (`none`: every judgment is a pair)."""
-    ties: Literal["drop", "margin0"] = "drop"
-    """Ties: dropped, or trained in both orders (pulls the two answers' log-ratios together)."""
-    both_bad: Literal["drop", "tie"] = "drop"
-    """Pairs judged both bad: dropped, or handled as ties."""
-    min_agreement: float = 0.0
-    """Drop pairs whose consensus agreement is below this share."""
-    strength_weighting: bool = True
-    """Draw pairs in proportion to their strength (slight 0.5, clear 1, strong 2); False: uniformly."""
-    pairs_per_prompt: int | None = None
-    """Train on at most this many pairs per prompt, the strongest first (ties broken at random by `seed`): with
-    many answers per prompt, one pair each spreads a short training budget over more prompts. None: every pair."""
-
-    def validate(self) -> None:
-        super().validate()
-        unknown = [name for name in self.loss_type if name not in LOSS_TYPES]
-        checks = [
-            (self.beta > 0, "beta must be positive"),
-            (bool(self.loss_type) and not unknown, f"loss_type must be among {', '.join(LOSS_TYPES)}"
-                                                   + (f" (unknown: {', '.join(unknown)})" if unknown else "")),
-            (self.loss_weights is None or len(self.loss_weights) == len(self.loss_type),
-             "loss_weights needs one weight per loss_type"),
-            (0 <= self.label_smoothing < 0.5, "label_smoothing must be in [0, 0.5)"),
-            ("exo_pair" not in self.loss_type or self.label_smoothing > 0,
-             "loss_type exo_pair needs label_smoothing > 0 (the EXO paper suggests 1e-3)"),
-            (self.max_length >= 16, "max_length must be at least 16"),
-            (self.ties in ("drop", "margin0"), "ties must be 'drop' or 'margin0'"),
-            (self.both_bad in ("drop", "tie"), "both_bad must be 'drop' or 'tie'"),
-            (self.pairs_per_prompt is None or self.pairs_per_prompt >= 1, "pairs_per_prompt must be at least 1"),
-        ]
-        require(checks, "DPOTrainingConfig")
-
 
 class WeightedDPOTrainer(DPOTrainer):
     """TRL's DPOTrainer drawing training pairs in proportion to `sample_weights` (None: TRL's own sampler)."""

@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 
+from policy.config import PPOTrainingConfig
 from policy.model import load_policy_tokenizer, load_weights, messages_of
 from policy.ppo_core import (
     AdaptiveKLController,
@@ -46,74 +47,13 @@ from policy.ppo_core import (
     whiten,
 )
 from policy.prompts import PromptItem
-from policy.rewards import RewardSources, check_reward_sources, reward_functions, verifier_columns
-from policy.training import PolicyTrainingConfig, peft_config, plot_curves, prepare_output, use_bf16
+from policy.rewards import check_reward_sources, reward_functions, verifier_columns
+from policy.training import peft_config, plot_curves, prepare_output, use_bf16
 from rlhfkit.core.atomic import atomic_dir, atomic_write_text
-from rlhfkit.core.checks import require
 from rlhfkit.core.errors import InputError, TrainingDiverged
 from rlhfkit.core.registry import resolve_model
 
 log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass
-class PPOTrainingConfig(PolicyTrainingConfig, RewardSources):
-    output_dir: str = "runs/ppo"
-    learning_rate: float = 1e-5
-    """Policy learning rate (constant). PPO counts `updates`; it does not use num_train_epochs, max_steps,
-    warmup_ratio or per_device_train_batch_size (see rollout_batch_size and mini_batch_size)."""
-    critic_learning_rate: float | None = None
-    """Critic learning rate; None: the policy's."""
-    critic_model: str | None = None
-    """Where the critic starts: None = the policy's own weights with a new value head; or a decoder model folder
-    (e.g. a reward model trained on SmolLM2) that uses the policy's tokenizer."""
-    updates: int = 20
-    """PPO updates (rollout + optimisation rounds). Replaces num_train_epochs / max_steps."""
-    rollout_batch_size: int = 8
-    """Prompts answered per update, per process."""
-    mini_batch_size: int = 4
-    """Sequences per optimiser minibatch (per process); gradient_accumulation_steps minibatches make a step."""
-    ppo_epochs: int = 2
-    """Passes over each rollout."""
-    max_new_tokens: int = 64
-    temperature: float = 1.0
-    """Rollout sampling temperature (log-probs are computed at the same temperature)."""
-    top_p: float = 1.0
-    gamma: float = 1.0
-    """Discount per token (1: the score counts fully for every token)."""
-    lam: float = 0.95
-    """GAE lambda: lower trusts the critic more."""
-    clip_range: float = 0.2
-    """PPO ratio clipping epsilon."""
-    clip_range_value: float = 0.2
-    """Value clipping around the rollout's values."""
-    kl_coef: float = 0.05
-    """KL penalty coefficient (initial value when adaptive)."""
-    adaptive_kl: bool = False
-    """Adapt kl_coef so the KL per answer tracks kl_target."""
-    kl_target: float = 6.0
-    kl_horizon: int = 10_000
-    whiten_advantages: bool = True
-    missing_eos_penalty: float | None = None
-    """Subtract this from the score of answers cut at max_new_tokens (no EOS)."""
-
-    def validate(self) -> None:
-        super().validate()
-        checks = [
-            (self.updates >= 1, "updates must be at least 1"),
-            (self.rollout_batch_size >= 1, "rollout_batch_size must be at least 1"),
-            (1 <= self.mini_batch_size <= self.rollout_batch_size,
-             "mini_batch_size must be between 1 and rollout_batch_size"),
-            (self.ppo_epochs >= 1, "ppo_epochs must be at least 1"),
-            (self.max_new_tokens >= 1, "max_new_tokens must be at least 1"),
-            (self.temperature > 0, "temperature must be positive (rollouts are sampled)"),
-            (0 < self.top_p <= 1, "top_p must be in (0, 1]"),
-            (0 <= self.gamma <= 1 and 0 <= self.lam <= 1, "gamma and lam must be in [0, 1]"),
-            (self.clip_range > 0 and self.clip_range_value > 0, "clip ranges must be positive"),
-            (self.kl_coef >= 0, "kl_coef must be 0 or positive"),
-            (self.kl_target > 0 and self.kl_horizon >= 1, "kl_target and kl_horizon must be positive"),
-        ]
-        require(checks, "PPOTrainingConfig")
 
 
 @dataclasses.dataclass
@@ -191,8 +131,8 @@ class PPOTrainer:
             policy, critic, policy_opt, critic_opt)
         if self.ref_policy is not None:
             self.ref_policy.to(self.accelerator.device)
-        self.kl = (AdaptiveKLController(config.kl_coef, config.kl_target, config.kl_horizon) if config.adaptive_kl
-                   else FixedKLController(config.kl_coef))
+        self.kl = (AdaptiveKLController(config.beta, config.kl_target, config.kl_horizon) if config.adaptive_kl
+                   else FixedKLController(config.beta))
         self.history: list[dict[str, Any]] = []
         self.step = 0
         stop = getattr(getattr(policy, "generation_config", None), "eos_token_id", None)
@@ -228,7 +168,7 @@ class PPOTrainer:
 
     # -- prompts: a seeded order, sharded by process, so a resumed run takes the same batches -------------------
     def batch(self, step: int) -> list[PromptItem]:
-        size = self.config.rollout_batch_size
+        size = self.config.per_device_train_batch_size
         world, rank = self.accelerator.num_processes, self.accelerator.process_index
         per_pass = max(1, len(self.prompts) // (size * world))
         order = list(range(len(self.prompts)))
@@ -247,7 +187,8 @@ class PPOTrainer:
         policy = self.accelerator.unwrap_model(self.policy)
         policy.eval()
         output = policy.generate(**prompt, do_sample=True, temperature=config.temperature, top_p=config.top_p,
-                                 top_k=0, max_new_tokens=config.max_new_tokens, pad_token_id=tokenizer.pad_token_id)
+                                 top_k=0, max_new_tokens=config.max_completion_length,
+                                 pad_token_id=tokenizer.pad_token_id)
         prompt_length = prompt["input_ids"].shape[1]
         answer = output[:, prompt_length:]
         is_eos = torch.zeros_like(answer, dtype=torch.bool)
@@ -348,7 +289,7 @@ class PPOTrainer:
         # A NaN loss on any process must show (mean); explained variance is NaN when returns do not vary (nanmean).
         merged = {key: (gathered[:, i].nanmean() if key == "explained_variance" else gathered[:, i].mean()).item()
                   for i, key in enumerate(sorted(local))}
-        self.kl.update(merged["kl"], config.rollout_batch_size * self.accelerator.num_processes)
+        self.kl.update(merged["kl"], config.per_device_train_batch_size * self.accelerator.num_processes)
         self.step += 1
         entry = {"step": self.step, **merged, "kl_coef": self.kl.value, "example": batch.texts[0][:200]}
         self.history.append(entry)
@@ -440,4 +381,12 @@ def train_ppo(prompts: Sequence[PromptItem], config: PPOTrainingConfig | None = 
     if not prompts:
         raise InputError("no prompts to train on")
     check_reward_sources(config, extra_rewards)
-    return PPOTrainer(config, prompts, extra_rewards).train()
+    return PPOTrainer(planned(config, len(prompts)), prompts, extra_rewards).train()
+
+
+def planned(config: PPOTrainingConfig, prompts: int) -> PPOTrainingConfig:
+    """`config` with its `updates` and `mini_batch_size` decided for `prompts` prompts (see those fields)."""
+    updates = config.updates or (config.max_steps if config.max_steps > 0 else
+                                 max(1, round(config.num_train_epochs * prompts / config.per_device_train_batch_size)))
+    mini_batch = config.mini_batch_size or max(1, config.per_device_train_batch_size // 2)
+    return dataclasses.replace(config, updates=updates, mini_batch_size=mini_batch)

@@ -10,11 +10,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any
 
+from policy.config import RewardSources
 from preference.schema import Prompt
 from reward.ifeval import Mode, VerificationError, verify_response
 from reward.protocols import RewardScorer
@@ -77,18 +77,6 @@ def verifier_columns(metadata: dict[str, Any]) -> dict[str, Any]:
     """Dataset columns `IFEvalReward` reads, from a prompt's metadata (kwargs as JSON: their keys differ by id)."""
     ids = metadata.get("instruction_id_list") or []
     return {"instruction_id_list": list(ids), "instruction_kwargs_json": json.dumps(metadata.get("kwargs") or [])}
-
-
-@dataclasses.dataclass
-class RewardSources:
-    """The reward part of an online RL config (GRPO, RLOO, PPO)."""
-
-    reward_models: list[str] = dataclasses.field(default_factory=list)
-    """Folders of rlhfkit reward models (an ensemble folder scores with its members' mean)."""
-    verifier: Literal["strict", "loose"] | None = None
-    """Add IFEval verification as a reward (share of instructions followed) in this mode; None: no verifier."""
-    reward_weights: list[float] | None = None
-    """One weight per reward source, in the order: reward models, verifier, extra callables; None: all 1."""
 
 
 def check_reward_sources(config: RewardSources, extra: Sequence[Callable[..., Any]] = ()) -> None:

@@ -10,66 +10,24 @@ Reward, KL and answer length are logged and plotted in `curves.png`.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from datasets import Dataset
 
+from policy.config import RLTrainingConfig
 from policy.model import load_policy_tokenizer, load_weights, messages_of
 from policy.prompts import PromptItem
-from policy.rewards import RewardSources, check_reward_sources, reward_functions, verifier_columns
+from policy.rewards import check_reward_sources, reward_functions, verifier_columns
 from policy.training import (
-    PolicyTrainingConfig,
     callbacks,
     peft_config,
     prepare_output,
     train_and_save,
     trl_common_args,
 )
-from rlhfkit.core.checks import require
 from rlhfkit.core.errors import InputError
-
-ALGOS = ("grpo", "rloo")
-
-
-@dataclasses.dataclass
-class RLTrainingConfig(PolicyTrainingConfig, RewardSources):
-    output_dir: str = "runs/rl"
-    learning_rate: float = 1e-5
-    # -- algorithm -----------------------------------------------------------------------------------------------
-    algo: Literal["grpo", "rloo"] = "grpo"
-    """`grpo` (group-normalised advantages, TRL's GRPOTrainer) or `rloo` (leave-one-out baseline, RLOOTrainer).
-    PPO with a value model is `policy.ppo`."""
-    num_generations: int = 4
-    """Answers sampled per prompt (the group). per_device_train_batch_size x gradient_accumulation_steps must be a
-    multiple of it."""
-    max_completion_length: int = 128
-    """Answer length limit in tokens."""
-    temperature: float = 1.0
-    """Sampling temperature of the rollouts."""
-    beta: float = 0.04
-    """KL penalty to the reference policy (0 switches it off and skips the reference forward pass)."""
-    scale_rewards: bool = True
-    """Divide advantages by the group's reward std (GRPO) / normalise advantages (RLOO)."""
-    use_vllm: bool = False
-    """Generate rollouts with vLLM (GPU; TRL's colocate mode)."""
-
-    def validate(self) -> None:
-        super().validate()
-        group = self.per_device_train_batch_size * self.gradient_accumulation_steps
-        checks = [
-            (self.algo in ALGOS, f"algo must be one of {', '.join(ALGOS)} (PPO: rlhfkit policy rl --algo ppo)"),
-            (self.num_generations >= 2, "num_generations must be at least 2 (advantages compare answers in a group)"),
-            (group % self.num_generations == 0,
-             f"per_device_train_batch_size x gradient_accumulation_steps ({group}) must be a multiple of "
-             f"num_generations ({self.num_generations})"),
-            (self.max_completion_length >= 1, "max_completion_length must be at least 1"),
-            (self.temperature > 0, "temperature must be positive (rollouts are sampled)"),
-            (self.beta >= 0, "beta must be 0 or positive"),
-        ]
-        require(checks, "RLTrainingConfig")
 
 
 def rl_dataset(prompts: Sequence[PromptItem], system_prompt: str | None) -> Dataset:

@@ -7,7 +7,6 @@ and by default only the answer's tokens are learned (`completion_only_loss`).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,9 +15,9 @@ import torch
 from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
 
+from policy.config import SFTTrainingConfig
 from policy.model import load_policy_tokenizer, load_weights, messages_of
 from policy.training import (
-    PolicyTrainingConfig,
     callbacks,
     peft_config,
     prepare_output,
@@ -27,21 +26,6 @@ from policy.training import (
 )
 from preference.errors import DataError, Issue
 from rlhfkit.core.errors import InputError
-
-
-@dataclasses.dataclass
-class SFTTrainingConfig(PolicyTrainingConfig):
-    output_dir: str = "runs/sft"
-    learning_rate: float = 1e-4
-    max_length: int = 1024
-    """Tokens per example; longer ones are cut at the end."""
-    completion_only_loss: bool = True
-    """Learn only the answer's tokens (the prompt is context, not a target)."""
-
-    def validate(self) -> None:
-        super().validate()
-        if self.max_length < 16:
-            raise InputError("SFTTrainingConfig: max_length must be at least 16")
 
 
 def sft_rows(rows: Sequence[dict[str, Any]], system_prompt: str | None = None, where: str = "data"

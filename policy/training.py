@@ -18,69 +18,12 @@ from typing import Any
 
 import torch
 
+from policy.config import PolicyTrainingConfig
 from rlhfkit.core.atomic import atomic_path, atomic_write_text, swap_in_dir
 from rlhfkit.core.callbacks import StopOnNonFiniteLoss
-from rlhfkit.core.checks import require
 from rlhfkit.core.run_dir import last_complete_checkpoint, prepare_run_dir
 
 log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass
-class PolicyTrainingConfig:
-    # -- model ---------------------------------------------------------------------------------------------------
-    model: str = "smollm2-135m-instruct"
-    """Policy to update: bundled short name, local folder, `.gguf` file or cached Hugging Face id."""
-    output_dir: str = "runs/policy"
-    """Run folder: `model/` (the final policy, or its LoRA adapter), `checkpoints/`, `curves.png`,
-    `train_log.json`, `config.json`, `summary.json`."""
-    chat_template: str | None = None
-    """A chat template (Jinja string or file) for a tokenizer that has none."""
-    system_prompt: str | None = None
-    """System instruction put before every prompt, as in generation (keep them the same)."""
-
-    # -- LoRA ----------------------------------------------------------------------------------------------------
-    lora: bool = True
-    """Train LoRA adapters (default: a CPU can afford them); False trains every weight."""
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    lora_target_modules: list[str] | None = None
-    """Modules to adapt; None: every linear layer of the transformer blocks (`all-linear`)."""
-
-    # -- optimisation --------------------------------------------------------------------------------------------
-    learning_rate: float = 5e-5
-    num_train_epochs: float = 1.0
-    max_steps: int = -1
-    """Stop after this many optimiser steps (overrides epochs when positive)."""
-    per_device_train_batch_size: int = 4
-    gradient_accumulation_steps: int = 1
-    warmup_ratio: float = 0.1
-    max_grad_norm: float = 1.0
-    seed: int = 0
-    bf16: bool | None = None
-    """bfloat16 mixed precision; None: on where a CUDA GPU supports it, off on CPU."""
-    gradient_checkpointing: bool = False
-    """Recompute activations to save memory (GPUs with long sequences); slower, so off by default."""
-
-    # -- checkpoints and logging ---------------------------------------------------------------------------------
-    save_steps: int = 50
-    """Checkpoint every this many optimiser steps (the last two are kept)."""
-    logging_steps: int = 5
-    resume: bool = False
-    """Continue an interrupted run from the last checkpoint in output_dir."""
-
-    def validate(self) -> None:
-        """Raise ValueError naming the bad field (before any work starts)."""
-        checks = [
-            (self.learning_rate > 0, "learning_rate must be positive"),
-            (self.num_train_epochs > 0 or self.max_steps > 0, "num_train_epochs or max_steps must be positive"),
-            (self.per_device_train_batch_size >= 1, "per_device_train_batch_size must be at least 1"),
-            (self.gradient_accumulation_steps >= 1, "gradient_accumulation_steps must be at least 1"),
-            (self.lora_r >= 1, "lora_r must be at least 1"),
-            (self.save_steps >= 1 and self.logging_steps >= 1, "save_steps and logging_steps must be at least 1"),
-        ]
-        require(checks, type(self).__name__)
 
 
 def use_bf16(config: PolicyTrainingConfig) -> bool:

@@ -47,13 +47,19 @@ class RewardTrainingConfig:
     """Peak learning rate (linear decay after warm-up). Lower than TRL's 1e-4 default: small encoders over-fit fast
     on a few thousand pairs."""
     num_train_epochs: float = 2.0
+    """Passes over the training pairs."""
     per_device_train_batch_size: int = 16
+    """Pairs per optimiser step, per device (times gradient_accumulation_steps)."""
     gradient_accumulation_steps: int = 1
+    """Batches whose gradients are summed before each optimiser step."""
     weight_decay: float = 0.01
+    """AdamW weight decay."""
     warmup_ratio: float = 0.1
+    """Share of the steps over which the learning rate rises linearly from 0."""
     center_rewards_coefficient: float | None = 0.01
     """TRL's auxiliary loss pulling mean reward to 0 (keeps scores comparable across runs); None to switch off."""
     seed: int = 0
+    """Seed of data order, initialisation and sampling."""
     bf16: bool = False
     """bfloat16 mixed precision (GPUs that support it). Off on CPU."""
     gradient_checkpointing: bool = False
@@ -64,8 +70,11 @@ class RewardTrainingConfig:
     lora: bool = False
     """Train LoRA adapters instead of all weights; the score head is trained in full and saved with them."""
     lora_r: int = 16
+    """LoRA rank: the adapters' inner dimension."""
     lora_alpha: int = 32
+    """LoRA scaling numerator (the update is scaled by lora_alpha / lora_r)."""
     lora_dropout: float = 0.05
+    """Dropout on the LoRA adapters' input."""
     lora_target_modules: list[str] | None = None
     """Modules to adapt; None lets PEFT pick the usual ones for the architecture."""
 
@@ -75,6 +84,7 @@ class RewardTrainingConfig:
     save_steps: int = 200
     """Checkpoint every this many optimiser steps (and keep the last two)."""
     logging_steps: int = 10
+    """Log (and plot) the losses every this many optimiser steps."""
     resume: bool = False
     """Continue an interrupted run from the last checkpoint in output_dir."""
     eval_fraction: float = 0.0

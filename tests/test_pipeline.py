@@ -35,8 +35,8 @@ def tiny_config(tmp: Path, **sections) -> dict:
         "policy": {"model": policy},
         "prompts": {"train": 40, "heldout": 6},
         "generate": {"candidates": 3, "max_new_tokens": 24, "batch_size": 1},
-        "reward": {"model": backbone, "epochs": 1, "max_length": 96},
-        "update": {"max_steps": 3, "batch_size": 2, "max_length": 128},
+        "reward": {"model": backbone, "num_train_epochs": 1, "max_length": 96},
+        "update": {"dpo": {"max_steps": 3, "per_device_train_batch_size": 2, "max_length": 128}},
         "evaluate": {"max_new_tokens": 12, "n_bootstrap": 50, "examples": 2},
         "dspy": {"prompts": 2, "max_new_tokens": 8},
         "instructions": {"prompts": 6, "budget": 30, "population": 2, "generations": 1, "lm": "none",
@@ -116,14 +116,14 @@ def test_whole_loop_killed_mid_stage_resumes_and_repeats_no_finished_stage(tmp_p
     assert (work / "instructions" / "result.json").stat().st_mtime_ns > searched  # searched again
 
     # Another config on the same folder is refused, naming the first stage it changes and the way forward.
-    config["reward"]["epochs"] = 2
+    config["reward"]["num_train_epochs"] = 2
     result = CliRunner().invoke(app, ["run", "--config", str(write(path, config))], terminal_width=200)
     assert result.exit_code == 1
     assert "'reward'" in result.output and "--from reward" in result.output
     assert manifest(work)["stages"]["reward"] == again["reward"]
 
     # The reward stage's interval uses evaluate.n_bootstrap: changing it must not leave that interval stale.
-    config["reward"]["epochs"] = 1
+    config["reward"]["num_train_epochs"] = 1
     config["evaluate"]["n_bootstrap"] = 60
     assert again["reward"]["reads"]["evaluate.n_bootstrap"] == 50
     result = CliRunner().invoke(app, ["run", "--config", str(write(path, config))], terminal_width=200)
@@ -219,8 +219,9 @@ def test_a_full_disk_is_reported_as_such():
 
 
 def test_online_updates_grpo_then_ppo_against_the_run_s_reward_model(tmp_path):
-    """GRPO, then (config changed, rerun --from policy) PPO: both rewarded by the run's own reward model."""
-    config = tiny_config(tmp_path, generate={"batch_size": 8}, update={"method": "grpo", "max_steps": 1},
+    """GRPO, then (config changed, rerun --from update) PPO: both rewarded by the run's own reward model."""
+    grpo = {"max_steps": 1, "num_generations": 3, "per_device_train_batch_size": 6, "max_completion_length": 24}
+    config = tiny_config(tmp_path, generate={"batch_size": 8}, update={"method": "grpo", "rl": grpo},
                          instructions={"enabled": False})
     path = write(tmp_path / "run.yaml", config)
     work = Path(config["workdir"])
@@ -231,7 +232,8 @@ def test_online_updates_grpo_then_ppo_against_the_run_s_reward_model(tmp_path):
     assert json.loads((work / "update" / "summary.json").read_text())["method"] == "grpo"
     assert first["instructions"]["result"] == {"skipped": "instructions.enabled is false"}
 
-    config["update"] = {"method": "ppo", "max_steps": 1, "batch_size": 2}
+    ppo = {"max_steps": 1, "per_device_train_batch_size": 2, "max_completion_length": 24}
+    config["update"] = {"method": "ppo", "ppo": ppo}
     result = CliRunner().invoke(app, ["run", "--config", str(write(path, config)), "--from", "update"],
                                 terminal_width=200)
     assert result.exit_code == 0, result.output
@@ -268,7 +270,7 @@ def test_a_stage_records_the_settings_it_reads_and_only_their_change_reruns_it(t
     settings = config.model_dump(mode="json")
     run = {"config": settings, "stages": {"prompts": {"reads": ctx.reads}}}
     changed = load_config(None, {"workdir": "elsewhere", "prompts.train": 4, "prompts.heldout": 2,
-                                 "reward.epochs": 1}).model_dump(mode="json")
+                                 "reward.num_train_epochs": 1}).model_dump(mode="json")
     assert first_changed_stage(run, settings) is None
     assert first_changed_stage(run, changed) == "generate"  # the next stage: nothing says what it would read
     # An interrupted generation that read other settings resumes; one that read a changed setting starts again.

@@ -41,8 +41,8 @@ def shouting(prompts, completions, **_):
 
 
 def config(policy: str, out, **overrides) -> PPOTrainingConfig:
-    settings = dict(model=policy, output_dir=str(out), updates=30, rollout_batch_size=8, mini_batch_size=4,
-                    max_new_tokens=8, learning_rate=3e-3, logging_steps=10, save_steps=10, seed=0)
+    settings = dict(model=policy, output_dir=str(out), updates=30, per_device_train_batch_size=8, mini_batch_size=4,
+                    max_completion_length=8, learning_rate=3e-3, logging_steps=10, save_steps=10, seed=0)
     return PPOTrainingConfig(**{**settings, **overrides})
 
 
@@ -89,14 +89,14 @@ def test_a_critic_that_cannot_read_the_policy_tokens_is_refused(warm_policy, tmp
         train_ppo(builtin_prompts(4), config(warm_policy, out, updates=1, critic_model="minilm-l6"),
                   extra_rewards=[shouting])
     # The failed start left only config.json: the corrected run may use the same folder.
-    train_ppo(builtin_prompts(4), config(warm_policy, out, updates=1, rollout_batch_size=4),
+    train_ppo(builtin_prompts(4), config(warm_policy, out, updates=1, per_device_train_batch_size=4),
               extra_rewards=[shouting])
     assert (out / "model").is_dir()
 
 
 def test_bad_ppo_settings_fail_before_work(tmp_path):
     with pytest.raises(ValueError, match="mini_batch_size"):
-        train_ppo(builtin_prompts(2), PPOTrainingConfig(output_dir=str(tmp_path / "x"), rollout_batch_size=2,
+        train_ppo(builtin_prompts(2), PPOTrainingConfig(output_dir=str(tmp_path / "x"), per_device_train_batch_size=2,
                                                         mini_batch_size=4, verifier="loose"))
     with pytest.raises(ValueError, match="no reward"):
         train_ppo(builtin_prompts(2), PPOTrainingConfig(output_dir=str(tmp_path / "x")))

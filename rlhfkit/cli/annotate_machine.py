@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from annotation.base import Annotator
+from annotation.registry import ANNOTATORS, DEFAULT_JUDGE_LM, make_annotator
 from annotation.select import STRATEGIES, select_pairs
 from annotation.verifier import MODES, VERIFIER_NAME, VerifierAnnotator, VerifierSetupError
 from preference.errors import DataError
@@ -24,41 +25,25 @@ from preference.store import PreferenceStore, StoreError
 from rlhfkit.cli.console import console, err_console, fail, issue_table, row_progress, summary_table
 from rlhfkit.core.errors import RlhfkitError
 
-AVAILABLE = ("verifier", "judge", "reward")
-COMING: dict[str, str] = {}
-DEFAULT_JUDGE_LM = "smollm2-135m-instruct"
 NEEDS_REWARD_MODEL = ("--strategy uncertainty needs --reward-model FOLDER (a model or ensemble saved by "
                       "`rlhfkit reward train`)")
 PREVIEW_ROWS = 20
 
 
 def _unknown_annotator(name: str) -> str:
-    later = f" ({COMING[name]})" if name in COMING else ""
-    coming = f" (coming later: {', '.join(COMING)})" if COMING else ""
-    return f"unknown annotator {name!r}{later}; available: {', '.join(AVAILABLE)}{coming}"
+    return f"unknown annotator {name!r}; available: {', '.join(ANNOTATORS)}"
 
 
 def build_annotator(name: str, mode: str = "strict", judge_lm: str = DEFAULT_JUDGE_LM,
                     reward_model: str | None = None) -> Annotator:
-    """The machine annotator called `name` on the command line."""
-    if name not in AVAILABLE:
+    """The machine annotator called `name` on the command line (the messages name the command's options)."""
+    if name not in ANNOTATORS:
         fail(_unknown_annotator(name))
-    if name == "reward":
-        if not reward_model:
-            fail("--annotator reward needs --reward-model FOLDER (a model saved by `rlhfkit reward train`)")
-        from annotation.reward_annotator import RewardAnnotator
-
-        return RewardAnnotator(reward_model)
-    if name == "judge":
-        from annotation.judge import JudgeAnnotator  # imports dspy: only when asked for
-
-        return JudgeAnnotator(judge_lm)
-    if mode not in MODES:
+    if name == "reward" and not reward_model:
+        fail("--annotator reward needs --reward-model FOLDER (a model saved by `rlhfkit reward train`)")
+    if name == "verifier" and mode not in MODES:
         fail(f"--mode must be 'strict' or 'loose', not {mode!r}")
-    try:
-        return VerifierAnnotator(mode=mode)  # type: ignore[arg-type]
-    except VerifierSetupError as exc:
-        fail(str(exc))
+    return make_annotator(name, mode=mode, judge_lm=judge_lm, reward_model=reward_model)
 
 
 def build_annotators(names: list[str], judge_lm: str = DEFAULT_JUDGE_LM) -> list[Annotator]:
@@ -66,7 +51,7 @@ def build_annotators(names: list[str], judge_lm: str = DEFAULT_JUDGE_LM) -> list
     the IFEval verifier in strict and in loose mode (verifier:ifeval-strict, verifier:ifeval-loose)."""
     out: list[Annotator] = []
     for name in dict.fromkeys(names):
-        if name not in AVAILABLE:
+        if name not in ANNOTATORS:
             fail(_unknown_annotator(name))
         if name == "judge":
             out.append(build_annotator("judge", judge_lm=judge_lm))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from rlhfkit.cli.console import console, fail, summary_table
+from rlhfkit.cli.config_options import TRAINING_ALIASES, config_command
+from rlhfkit.cli.console import console, summary_table
 
 app = typer.Typer(help="Generate candidates, update a policy (SFT, DPO, GRPO, RLOO) and evaluate it.",
                   no_args_is_help=True)
@@ -109,157 +111,67 @@ def pairs(
                                                   **{f"skipped: {k}": v for k, v in skipped.items()}}))
 
 
-@app.command()
-def sft(
-    data: Annotated[Path, typer.Argument(help="JSONL with prompt + completion, or messages.")],
-    output_dir: OutDirOpt = Path("runs/sft"),
-    model: ModelOpt = "smollm2-135m-instruct",
-    epochs: Annotated[float, typer.Option(help="Training epochs.")] = 1.0,
-    max_steps: MaxStepsOpt = -1,
-    learning_rate: Annotated[float, typer.Option(help="Peak learning rate.")] = 1e-4,
-    batch_size: Annotated[int, typer.Option(help="Examples per step (per device).")] = 4,
-    lora: LoraOpt = True,
-    system: SystemOpt = None,
-    chat_template: TemplateOpt = None,
-    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
-    resume: ResumeOpt = False,
-) -> None:
+def sft(config: Any, data: Path) -> None:
     """Supervised fine-tuning with TRL's SFTTrainer (loss on the answers only)."""
-    from policy.sft import SFTTrainingConfig, read_sft_file, train_sft
+    from policy.sft import read_sft_file, train_sft
 
-    config = SFTTrainingConfig(model=model, output_dir=str(output_dir), num_train_epochs=epochs, max_steps=max_steps,
-                               learning_rate=learning_rate, per_device_train_batch_size=batch_size, lora=lora,
-                               system_prompt=system, chat_template=chat_template, seed=seed, resume=resume)
-    config.validate()
     summary = train_sft(read_sft_file(data), config, where=str(data))
-    _show(summary, f"SFT: {output_dir}", {"examples": "examples"})
+    _show(summary, f"SFT: {config.output_dir}", {"examples": "examples"})
 
 
-@app.command()
-def dpo(
-    data: Annotated[Path, typer.Argument(help="Preference store or any importable preference file.")],
-    output_dir: OutDirOpt = Path("runs/dpo"),
-    model: ModelOpt = "smollm2-135m-instruct",
-    loss_type: Annotated[list[str], typer.Option(help="TRL DPO loss (repeat to combine): sigmoid, ipo, robust, "
-                                                      "hinge, apo_zero, sppo_hard, ...")] = ["sigmoid"],  # noqa: B006
-    beta: Annotated[float, typer.Option(help="KL strength: higher keeps the policy nearer the reference.")] = 0.1,
-    label_smoothing: Annotated[float, typer.Option(help="robust / exo_pair: share of flipped labels.")] = 0.0,
-    epochs: Annotated[float, typer.Option(help="Training epochs.")] = 1.0,
-    max_steps: MaxStepsOpt = -1,
-    learning_rate: Annotated[float, typer.Option(help="Peak learning rate.")] = 5e-5,
-    batch_size: Annotated[int, typer.Option(help="Pairs per step (per device).")] = 4,
-    max_length: Annotated[int, typer.Option(help="Tokens per prompt + answer.")] = 1024,
-    ties: Annotated[str, typer.Option(help="'drop' or 'margin0' (train both orders).")] = "drop",
-    both_bad: Annotated[str, typer.Option(help="'drop' or 'tie'.")] = "drop",
-    strength_weighting: Annotated[bool, typer.Option(help="Draw pairs in proportion to judgment strength.")] = True,
-    precompute_ref: Annotated[bool, typer.Option(help="Precompute the reference log-probs once.")] = False,
-    pairs_per_prompt: Annotated[int | None, typer.Option(help="At most this many pairs per prompt, the strongest "
-                                                               "first (default: every pair).")] = None,
-    lora: LoraOpt = True,
-    system: SystemOpt = None,
-    chat_template: TemplateOpt = None,
-    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
-    resume: ResumeOpt = False,
-) -> None:
+def dpo(config: Any, data: Path) -> None:
     """DPO with TRL's DPOTrainer on preference judgments (ties and strength by the data layer's policies)."""
-    from policy.dpo import DPOTrainingConfig, train_dpo
+    from policy.dpo import train_dpo
     from preference.importers import ImportOptions
     from rlhfkit.cli.data import load_records
 
-    config = DPOTrainingConfig(model=model, output_dir=str(output_dir), loss_type=list(loss_type), beta=beta,
-                               label_smoothing=label_smoothing, num_train_epochs=epochs, max_steps=max_steps,
-                               learning_rate=learning_rate, per_device_train_batch_size=batch_size,
-                               max_length=max_length, ties=ties, both_bad=both_bad,  # type: ignore[arg-type]
-                               strength_weighting=strength_weighting, precompute_ref_log_probs=precompute_ref,
-                               pairs_per_prompt=pairs_per_prompt, lora=lora, system_prompt=system,
-                               chat_template=chat_template, seed=seed, resume=resume)
-    config.validate()
     records, _ = load_records(data, None, ImportOptions())
     summary = train_dpo(records, config)
     dropped = summary["export"]["dropped"]
-    _show({**summary, **{f"dropped: {k}": v for k, v in dropped.items()}}, f"DPO: {output_dir}",
+    _show({**summary, **{f"dropped: {k}": v for k, v in dropped.items()}}, f"DPO: {config.output_dir}",
           {"training pairs": "pairs", "strength-weighted sampling": "weighted_sampling",
            **{f"dropped: {k}": f"dropped: {k}" for k in dropped}})
 
 
-@app.command()
-def rl(
-    output_dir: OutDirOpt = Path("runs/rl"),
-    algo: Annotated[str, typer.Option(help="grpo, rloo or ppo (actor-critic with a value model).")] = "grpo",
-    prompts: PromptsOpt = "builtin",
-    model: ModelOpt = "smollm2-135m-instruct",
-    reward_model: Annotated[list[Path], typer.Option(help="Reward model folder (repeat for several).")] = [],  # noqa: B006
-    verifier: Annotated[str | None, typer.Option(help="Add the IFEval verifier reward: strict or loose.")] = None,
-    reward_weight: Annotated[list[float], typer.Option(help="One weight per reward source (models, then the "
-                                                            "verifier).")] = [],  # noqa: B006
-    num_generations: Annotated[int, typer.Option(help="Answers per prompt (the group).")] = 4,
-    max_completion_length: Annotated[int, typer.Option(help="Answer length limit in tokens.")] = 128,
-    beta: Annotated[float, typer.Option(help="KL penalty to the reference policy.")] = 0.04,
-    epochs: Annotated[float, typer.Option(help="Passes over the prompts.")] = 1.0,
-    max_steps: MaxStepsOpt = -1,
-    learning_rate: Annotated[float, typer.Option(help="Peak learning rate.")] = 1e-5,
-    batch_size: Annotated[int, typer.Option(help="Answers per step (per device); a multiple of num_generations.")
-                          ] = 4,
-    lora: LoraOpt = True,
-    system: SystemOpt = None,
-    chat_template: TemplateOpt = None,
-    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
-    resume: ResumeOpt = False,
-    limit: Annotated[int | None, typer.Option(help="Use only the first N prompts.")] = None,
-    updates: Annotated[int | None, typer.Option(help="PPO: updates (default: --max-steps, else one pass over the "
-                                                     "prompts per epoch).")] = None,
-    ppo_epochs: Annotated[int, typer.Option(help="PPO: optimisation passes over each rollout.")] = 2,
-    adaptive_kl: Annotated[bool, typer.Option(help="PPO: adapt the KL coefficient towards --kl-target.")] = False,
-    kl_target: Annotated[float, typer.Option(help="PPO: KL per answer the adaptive controller aims at.")] = 6.0,
-    critic_model: Annotated[str | None, typer.Option(help="PPO: critic start (default: the policy's weights); a "
-                                                          "decoder reward model sharing the policy's tokenizer.")
-                            ] = None,
-    missing_eos_penalty: Annotated[float | None, typer.Option(help="PPO: subtract from answers cut without EOS.")
-                                   ] = None,
-) -> None:
+def rl(config: Any, prompts: str, limit: int | None) -> None:
     """Online RL with rlhfkit reward models and/or the IFEval verifier as rewards: TRL's GRPO or RLOO, or rlhfkit's
     PPO with a value model."""
-    ppo_only = {"--updates": updates is not None, "--ppo-epochs": ppo_epochs != 2, "--adaptive-kl": adaptive_kl,
-                "--kl-target": kl_target != 6.0, "--critic-model": critic_model is not None,
-                "--missing-eos-penalty": missing_eos_penalty is not None}
-    if algo != "ppo" and any(ppo_only.values()):
-        fail(f"{', '.join(k for k, v in ppo_only.items() if v)} only apply to --algo ppo")
-    if algo == "ppo" and num_generations != 4:
-        fail("--num-generations applies to GRPO and RLOO; PPO samples one answer per prompt (--batch-size prompts)")
+    from policy.config import PPOTrainingConfig
+    from policy.ppo import train_ppo
+    from policy.rl import train_rl
+
     items = load_prompt_items(prompts, limit)
-    if algo == "ppo":
-        from policy.ppo import PPOTrainingConfig, train_ppo
-
-        if updates is None:
-            updates = max_steps if max_steps > 0 else max(1, int(len(items) * epochs / batch_size))
-        ppo = PPOTrainingConfig(model=model, output_dir=str(output_dir), reward_models=[str(p) for p in reward_model],
-                                verifier=verifier, reward_weights=list(reward_weight) or None,  # type: ignore[arg-type]
-                                updates=updates, rollout_batch_size=batch_size,
-                                mini_batch_size=min(4, batch_size), ppo_epochs=ppo_epochs,
-                                max_new_tokens=max_completion_length, kl_coef=beta, adaptive_kl=adaptive_kl,
-                                kl_target=kl_target, critic_model=critic_model,
-                                missing_eos_penalty=missing_eos_penalty, learning_rate=learning_rate, lora=lora,
-                                system_prompt=system, chat_template=chat_template, seed=seed, resume=resume)
-        ppo.validate()
-        summary = train_ppo(items, ppo)
-        _show(summary, f"PPO: {output_dir}", {"prompts": "prompts", "updates": "updates"})
-        console.print(f"curves (score, KL, value loss, ...): {output_dir / 'curves.png'}")
+    if isinstance(config, PPOTrainingConfig):
+        summary = train_ppo(items, config)
+        _show(summary, f"PPO: {config.output_dir}", {"prompts": "prompts", "updates": "updates"})
+        console.print(f"curves (score, KL, value loss, ...): {Path(config.output_dir) / 'curves.png'}")
         return
-    from policy.rl import RLTrainingConfig, train_rl
-
-    config = RLTrainingConfig(algo=algo, model=model, output_dir=str(output_dir),  # type: ignore[arg-type]
-                              reward_models=[str(p) for p in reward_model], verifier=verifier,  # type: ignore[arg-type]
-                              reward_weights=list(reward_weight) or None, num_generations=num_generations,
-                              max_completion_length=max_completion_length, beta=beta, num_train_epochs=epochs,
-                              max_steps=max_steps, learning_rate=learning_rate, per_device_train_batch_size=batch_size,
-                              lora=lora, system_prompt=system, chat_template=chat_template, seed=seed,
-                              resume=resume)
-    config.validate()
-    if verifier not in (None, "strict", "loose"):
-        fail("--verifier must be strict or loose")
     summary = train_rl(items, config)
-    _show(summary, f"{algo.upper()}: {output_dir}", {"prompts": "prompts"})
-    console.print(f"curves (reward, KL, length): {output_dir / 'curves.png'}")
+    _show(summary, f"{config.algo.upper()}: {config.output_dir}", {"prompts": "prompts"})
+    console.print(f"curves (reward, KL, length): {Path(config.output_dir) / 'curves.png'}")
+
+
+def _register_training_commands() -> None:
+    from policy.config import DPOTrainingConfig, PPOTrainingConfig, RLTrainingConfig, SFTTrainingConfig
+
+    data = inspect.Parameter("data", inspect.Parameter.POSITIONAL_ONLY, annotation=Annotated[Path, typer.Argument(
+        help="Preference store or any importable preference file.")])
+    config_command(app, SFTTrainingConfig, sft, name="sft", aliases=TRAINING_ALIASES, arguments=[data.replace(
+        annotation=Annotated[Path, typer.Argument(help="JSONL with prompt + completion, or messages.")])])
+    config_command(app, DPOTrainingConfig, dpo, name="dpo", arguments=[data],
+                   aliases={**TRAINING_ALIASES, "precompute_ref_log_probs": ("--precompute-ref",)})
+    config_command(app, {"grpo": RLTrainingConfig, "rloo": RLTrainingConfig, "ppo": PPOTrainingConfig}, rl,
+                   name="rl", selector="algo",
+                   aliases={**TRAINING_ALIASES, "reward_models": ("--reward-model",),
+                            "reward_weights": ("--reward-weight",)},
+                   arguments=[inspect.Parameter("prompts", inspect.Parameter.KEYWORD_ONLY, default="builtin",
+                                                annotation=PromptsOpt),
+                              inspect.Parameter("limit", inspect.Parameter.KEYWORD_ONLY, default=None,
+                                                annotation=Annotated[int | None, typer.Option(
+                                                    help="Use only the first N prompts.")])])
+
+
+_register_training_commands()
 
 
 @app.command("eval")

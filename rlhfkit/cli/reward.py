@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 from pathlib import Path
 from typing import Annotated
@@ -13,6 +14,7 @@ from rich.table import Table
 from preference.importers import ImportOptions
 from preference.pairs import read_pairs
 from reward.config import RewardTrainingConfig
+from rlhfkit.cli.config_options import TRAINING_ALIASES, config_command
 from rlhfkit.cli.console import console, fail, summary_table
 from rlhfkit.cli.data import load_records
 from rlhfkit.core.atomic import atomic_write_text, write_jsonl
@@ -22,40 +24,10 @@ DataArg = Annotated[Path, typer.Argument(help="Preference store or any importabl
                                          "TRL, rlhfkit JSONL/CSV/Parquet).")]
 
 
-@app.command()
-def train(
-    data: DataArg,
-    output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Run folder (model/, checkpoints/, curves).")
-                          ] = Path("runs/reward"),
-    model: Annotated[str, typer.Option(help="Backbone: minilm-l6, smollm2-135m-instruct, a folder or a hub id.")
-                     ] = "minilm-l6",
-    max_length: Annotated[int, typer.Option(help="Tokens per (prompt, response); longer pairs are truncated.")] = 256,
-    epochs: Annotated[float, typer.Option(help="Training epochs.")] = 2.0,
-    learning_rate: Annotated[float, typer.Option(help="Peak learning rate.")] = 3e-5,
-    batch_size: Annotated[int, typer.Option(help="Pairs per optimiser step (per device).")] = 16,
-    pooling: Annotated[str, typer.Option(help="What the head reads: 'mean' of the token states, the architecture's "
-                                         "own head ('model'), or 'auto' (mean for sentence-transformers "
-                                         "backbones such as MiniLM).")] = RewardTrainingConfig.pooling,
-    head_init: Annotated[str, typer.Option(help="'linear_probe': fit the head on frozen features first (LP-FT), "
-                                           "or 'random'.")] = RewardTrainingConfig.head_init,
-    ties: Annotated[str, typer.Option(help="'drop' or 'margin0'.")] = "drop",
-    both_bad: Annotated[str, typer.Option(help="'drop' or 'tie'.")] = "drop",
-    lora: Annotated[bool, typer.Option(help="Train LoRA adapters (the head is trained and saved in full).")] = False,
-    ensemble: Annotated[int, typer.Option(help="Members with seeds seed, seed+1, ...")] = 1,
-    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
-    eval_fraction: Annotated[float, typer.Option(help="Share of prompts held out for eval during training.")] = 0.0,
-    resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --output-dir.")] = False,
-) -> None:
+def train(config: RewardTrainingConfig, data: Path) -> None:
     """Train a reward model with TRL's RewardTrainer (strength as margin, ties by policy, nothing silently dropped)."""
     from reward.train import train_reward_model
 
-    config = RewardTrainingConfig(model=model, output_dir=str(output_dir), max_length=max_length,
-                                  num_train_epochs=epochs, learning_rate=learning_rate,
-                                  per_device_train_batch_size=batch_size, ties=ties,  # type: ignore[arg-type]
-                                  both_bad=both_bad, lora=lora, ensemble=ensemble,  # type: ignore[arg-type]
-                                  seed=seed, eval_fraction=eval_fraction, resume=resume,
-                                  pooling=pooling, head_init=head_init)  # type: ignore[arg-type]
-    config.validate()  # bad options fail before the data is read
     records, _ = load_records(data, None, ImportOptions())
     result = train_reward_model(records, config)
     losses = {f"train loss (member {index})" if len(result.metrics) > 1 else "train loss":
@@ -64,7 +36,12 @@ def train(
         "training pairs": result.data["pairs"],
         **{f"dropped: {key}": count for key, count in sorted(result.data["export"]["dropped"].items())},
         **{f"truncated ({side})": count for side, count in sorted(result.data["truncated_sides"].items())},
-        **losses, "curves": output_dir / "curves*.png"}))
+        **losses, "curves": Path(config.output_dir) / "curves*.png"}))
+
+
+config_command(app, RewardTrainingConfig, train, name="train",
+               arguments=[inspect.Parameter("data", inspect.Parameter.POSITIONAL_ONLY, annotation=DataArg)],
+               aliases=TRAINING_ALIASES)
 
 
 @app.command("eval")

@@ -12,14 +12,19 @@ file, line and field of each problem. `default_yaml()` writes the defaults with 
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from policy.config import DPOTrainingConfig, PPOTrainingConfig, RLTrainingConfig
 from policy.prompts import CONSTRAINT_IDS, SOMETIMES_FOLLOWED
+from reward.config import RewardTrainingConfig
 from rlhfkit.core.errors import ConfigError, InputError
+from rlhfkit.core.fields import field_default, field_docs, field_types, line_of, read_yaml_mapping
 
 
 class Section(BaseModel):
@@ -111,39 +116,83 @@ class LabelSection(Section):
         return self
 
 
-class RewardSection(Section):
-    model: str = Field("minilm-l6", description="Reward-model backbone: a bundled name, folder or cached HF id.")
-    epochs: float = Field(3.0, gt=0, description="Training epochs.")
-    learning_rate: float = Field(1e-4, gt=0, description="Peak learning rate.")
-    batch_size: int = Field(8, ge=1, description="Pairs per step.")
-    max_length: int = Field(256, ge=64, description="Token limit per (prompt, answer); longer ones are truncated, "
-                            "never dropped.")
-    heldout: float = Field(0.4, gt=0, lt=1, description="Share of labeled prompts kept to evaluate the reward "
-                           "model (accuracy, calibration).")
-    learning_curve: list[Annotated[float, Field(gt=0, lt=1)]] = Field(
-        [0.25, 0.5], description="Also train the same recipe on these shares of the training prompts and plot "
-        "held-out accuracy against labeled pairs (reward/curve.png): would more labels help? Empty: skip.")
+# Settings the run sets itself in each training config: the model and system prompt (section `policy`), the
+# folder (under `workdir`), the seed (top level), resuming (always) and how often to checkpoint and log.
+RUN_LEVEL = frozenset({"output_dir", "seed", "resume", "save_steps", "logging_steps"})
+POLICY_RUN_LEVEL = RUN_LEVEL | {"model", "system_prompt", "chat_template"}
+
+
+def section_of(config_cls: type, name: str, *, exclude: frozenset[str], job: dict[str, tuple[Any, str]] | None = None,
+               **extra: Any) -> type[Section]:
+    """A config section made of `config_cls`'s fields (minus `exclude`), with their defaults and documentation,
+    so that a library default is the pipeline's too. `job` names the few fields the default job sets otherwise,
+    each with its value and the reason; `extra` adds run-level fields (name=(type, Field(...)))."""
+    from pydantic import create_model
+
+    docs, types = field_docs(config_cls), field_types(config_cls)
+    job = job or {}
+    fields: dict[str, Any] = {}
+    for field in dataclasses.fields(config_cls):
+        if field.name in exclude:
+            continue
+        default = job[field.name][0] if field.name in job else field_default(field)
+        doc = docs.get(field.name, "")
+        if field.name in job:
+            doc += (f" The default job uses {default!r} ({job[field.name][1]}; {config_cls.__name__}'s default: "
+                    f"{field_default(field)!r}).")
+        value = Field(default_factory=lambda value=default: copy.deepcopy(value), description=doc) if isinstance(
+            default, list | dict) else Field(default, description=doc)
+        fields[field.name] = (types[field.name], value)
+    model = create_model(name, __base__=Section, **fields, **extra)
+    model.__doc__ = f"The fields of `{config_cls.__module__}.{config_cls.__name__}` (see there)."
+    return model
+
+
+RewardSection = section_of(
+    RewardTrainingConfig, "RewardSection", exclude=RUN_LEVEL,
+    job={"learning_rate": (1e-4, "a few hundred judgments: measured on the default job"),
+         "num_train_epochs": (3.0, "a few hundred judgments"), "per_device_train_batch_size": (8, "more steps")},
+    heldout=(float, Field(0.4, gt=0, lt=1, description="Share of labeled prompts kept to evaluate the reward model "
+                          "(accuracy, calibration).")),
+    learning_curve=(list[Annotated[float, Field(gt=0, lt=1)]], Field(
+        default_factory=lambda: [0.25, 0.5], description="Also train the same recipe on these shares of the "
+        "training prompts and plot held-out accuracy against labeled pairs (reward/curve.png): would more labels "
+        "help? Empty: skip.")))
+DPOSection = section_of(
+    DPOTrainingConfig, "DPOSection", exclude=POLICY_RUN_LEVEL,
+    job={"learning_rate": (2e-4, "LoRA on 79 pairs: measured on the default job"),
+         "max_length": (192, "the job's prompts and 64-token answers fit"),
+         "pairs_per_prompt": (1, "spreads the minutes over more prompts: measured"),
+         "loss_type": (["sigmoid", "sft"], "adds the chosen answers' likelihood (RPO): measured")})
+RLSection = section_of(RLTrainingConfig, "RLSection", exclude=POLICY_RUN_LEVEL | {"algo", "reward_models", "verifier",
+                                                                                    "reward_weights"})
+PPOSection = section_of(PPOTrainingConfig, "PPOSection", exclude=POLICY_RUN_LEVEL | {"reward_models", "verifier",
+                                                                                       "reward_weights"})
+
+
+def section_values(section: Any, config_cls: type) -> dict[str, Any]:
+    """The values of a section made by `section_of` that are fields of `config_cls`, read one by one (a stage's
+    recording view notes each)."""
+    values = {}
+    for field in dataclasses.fields(config_cls):
+        try:
+            values[field.name] = getattr(section, field.name)
+        except AttributeError:  # a run-level field, which the stage sets
+            continue
+    return values
 
 
 class UpdateSection(Section):
     method: Literal["dpo", "grpo", "rloo", "ppo"] = Field("dpo", description="How the policy learns: 'dpo' from "
-                                                          "the labeled pairs; 'grpo', 'rloo' or 'ppo' online, "
-                                                          "rewarded by the reward model (and the verifier).")
-    learning_rate: float = Field(2e-4, gt=0, description="Peak learning rate (LoRA).")
-    epochs: float = Field(1.0, gt=0, description="Epochs over the pairs (DPO) or the training prompts (GRPO/RLOO).")
-    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimiser steps (PPO: updates); "
-                                  "null: by epochs (PPO: one update per batch of prompts).")
-    batch_size: int = Field(4, ge=1, description="Pairs (DPO) or prompts (GRPO/RLOO/PPO) per step.")
-    beta: float = Field(0.1, ge=0, description="KL strength against the starting policy.")
-    max_length: int = Field(192, ge=32, description="DPO: token limit of prompt plus answer.")
-    pairs_per_prompt: int | None = Field(1, ge=1, description="DPO: at most this many labeled pairs per prompt, the "
-                                         "strongest first (null: every pair); one each spreads the training time "
-                                         "over more prompts.")
-    loss_type: list[str] = Field(["sigmoid", "sft"], min_length=1, description="DPO: TRL's losses, summed "
-                                 "('sigmoid' is DPO; 'sft' adds the chosen answers' likelihood, as in RPO).")
-    verifier_reward: bool = Field(True, description="GRPO/RLOO/PPO: add the IFEval verifier's pass share to the "
-                                  "reward model's reward.")
-    lora: bool = Field(True, description="Train LoRA adapters (saved as an adapter folder) instead of all weights.")
+                                                          "the labeled pairs (settings: dpo); 'grpo' or 'rloo' "
+                                                          "(settings: rl) or 'ppo' (settings: ppo) online, rewarded "
+                                                          "by the run's reward model (and the verifier).")
+    verifier_reward: bool = Field(True, description="GRPO/RLOO/PPO: add the IFEval verifier's pass share (loose) to "
+                                  "the reward model's reward.")
+    dpo: DPOSection = Field(default_factory=DPOSection, description="DPO settings (policy.config.DPOTrainingConfig).")
+    rl: RLSection = Field(default_factory=RLSection, description="GRPO and RLOO settings "
+                          "(policy.config.RLTrainingConfig).")
+    ppo: PPOSection = Field(default_factory=PPOSection, description="PPO settings (policy.config.PPOTrainingConfig).")
 
 
 class EvaluateSection(Section):
@@ -207,40 +256,10 @@ class PipelineConfig(Section):
         return problems
 
 
-def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
-    """Line (1-based) of the YAML node at `loc` (the deepest one that exists)."""
-    node, line = root, (root.start_mark.line + 1 if root is not None else None)
-    for key in loc:
-        if not isinstance(node, yaml.MappingNode):
-            break
-        for key_node, value_node in node.value:
-            if key_node.value == key:
-                node, line = value_node, key_node.start_mark.line + 1
-                break
-        else:
-            break
-    return line
-
-
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> PipelineConfig:
     """The validated config from `path` (None: the defaults), with `overrides` ({"label.annotator": "reward"})."""
-    data: dict[str, Any] = {}
-    root = None
-    where = "defaults"
-    if path is not None:
-        path = Path(path)
-        where = str(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: config file not found") from None
-        try:
-            root = yaml.compose(text)
-            data = yaml.safe_load(text) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}:1: the config must be a mapping of sections (workdir, prompts, label, ...)")
+    data, root = read_yaml_mapping(path) if path is not None else ({}, None)
+    where = str(path) if path is not None else "defaults"
     for dotted, value in (overrides or {}).items():
         section = data
         *parents, last = dotted.split(".")
@@ -254,7 +273,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         for error in exc.errors():
             loc = tuple(error["loc"])
             field = ".".join(str(part) for part in loc) or "(top level)"
-            line = _line_of(root, loc)
+            line = line_of(root, loc)
             place = "command line" if field in (overrides or {}) else f"{where}:{line}" if line else where
             message = error["msg"].removeprefix("Value error, ")
             if error["type"] == "extra_forbidden":
@@ -265,6 +284,13 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
                 message = f"unknown key (known here: {known})"
             lines.append(f"{place}: {field}: {message}")
         raise ConfigError("invalid config:\n  " + "\n  ".join(lines)) from None
+    for name, section, config_cls in ((
+            "reward", config.reward, RewardTrainingConfig), ("update.dpo", config.update.dpo, DPOTrainingConfig),
+            ("update.rl", config.update.rl, RLTrainingConfig), ("update.ppo", config.update.ppo, PPOTrainingConfig)):
+        try:  # the library's own checks (e.g. a GRPO batch that is a multiple of the group), before any work
+            config_cls(**section_values(section, config_cls)).validate()
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {name}: {exc}") from None
     base = Path(path).parent if path is not None else Path.cwd()
     problems = config.check_paths(base)
     if problems:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import shutil
 from collections import Counter
 from collections.abc import Callable
 from functools import cached_property
@@ -27,7 +26,7 @@ from preference.schema import PreferenceRecord
 from preference.store import PreferenceStore, replace_preferences
 from rlhfkit.core.atomic import atomic_write_text
 from rlhfkit.core.errors import InputError
-from rlhfkit.pipeline.config import PipelineConfig
+from rlhfkit.pipeline.config import PipelineConfig, section_values
 from rlhfkit.pipeline.reads import RecordingConfig
 
 log = logging.getLogger(__name__)
@@ -163,19 +162,13 @@ def label(ctx: Context) -> dict[str, Any]:
 
 
 def _machine_labels(ctx: Context, pairs: list[Any], store: Path) -> None:
+    from annotation.registry import make_annotator
+
     spec = ctx.config.label
-    if spec.annotator == "reward":
-        from annotation.reward_annotator import RewardAnnotator
-
-        annotator: Any = RewardAnnotator(ctx.resolve(spec.reward_model or ""))
-    elif spec.annotator == "judge":
-        from annotation.judge import JudgeAnnotator
-
-        annotator = JudgeAnnotator(spec.judge_lm)
-    else:
-        from annotation.verifier import VerifierAnnotator
-
-        annotator = VerifierAnnotator(mode=spec.mode)
+    # Only the chosen annotator's settings are read, so changing another's does not rerun this stage.
+    options = ({"mode": spec.mode} if spec.annotator == "verifier" else {"judge_lm": spec.judge_lm}
+               if spec.annotator == "judge" else {"reward_model": str(ctx.resolve(spec.reward_model or ""))})
+    annotator: Any = make_annotator(spec.annotator, **options)
     with ctx.progress() as progress:
         task = progress.add_task(f"labeling {len(pairs)} pairs ({annotator.name})", total=len(pairs))
         results = annotator.annotate(pairs, on_pair=lambda: progress.advance(task))
@@ -199,10 +192,8 @@ def reward(ctx: Context) -> dict[str, Any]:
 
     spec, folder = ctx.config.reward, ctx.folder("reward")
     parts = split_by_prompt(ctx.records(), {"train": 1 - spec.heldout, "test": spec.heldout}, seed=ctx.config.seed)
-    config = RewardTrainingConfig(model=spec.model, output_dir=str(folder), max_length=spec.max_length,
-                                  learning_rate=spec.learning_rate, num_train_epochs=spec.epochs,
-                                  per_device_train_batch_size=spec.batch_size, seed=ctx.config.seed, resume=True,
-                                  logging_steps=5, save_steps=50)
+    config = RewardTrainingConfig(**section_values(spec, RewardTrainingConfig), output_dir=str(folder),
+                                  seed=ctx.config.seed, resume=True, logging_steps=5, save_steps=50)
     trained = train_reward_model(parts["train"], config)
     result: dict[str, Any] = {"train_judgments": len(parts["train"]), "test_judgments": len(parts["test"]),
                               "truncated": trained.data.get("truncated")}
@@ -244,37 +235,27 @@ def _reward_curve(ctx: Context, parts: dict[str, list[Any]], config: Any, full: 
 
 # -- 5. policy update ---------------------------------------------------------------------------------------------
 def update(ctx: Context) -> dict[str, Any]:
+    from policy.config import DPOTrainingConfig, PPOTrainingConfig, RLTrainingConfig
+
     spec, folder = ctx.config.update, ctx.folder("update")
-    common = dict(model=ctx.config.policy.model, output_dir=str(folder), system_prompt=ctx.config.policy.
-                  system_prompt, learning_rate=spec.learning_rate, num_train_epochs=spec.epochs,
-                  max_steps=spec.max_steps or -1, per_device_train_batch_size=spec.batch_size, seed=ctx.config.seed,
-                  lora=spec.lora, resume=True, save_steps=10, logging_steps=1)
-    rewards = dict(reward_models=[str(ctx.reward_model_dir)], verifier="loose" if spec.verifier_reward else None)
+    run = dict(model=ctx.config.policy.model, output_dir=str(folder), system_prompt=ctx.config.policy.system_prompt,
+               seed=ctx.config.seed, resume=True, save_steps=10, logging_steps=1)
     if spec.method == "dpo":
-        from policy.dpo import DPOTrainingConfig, train_dpo
+        from policy.dpo import train_dpo
 
-        summary = train_dpo(ctx.records(), DPOTrainingConfig(**common, beta=spec.beta, max_length=spec.max_length,
-                                                             pairs_per_prompt=spec.pairs_per_prompt,
-                                                             loss_type=list(spec.loss_type)))
-    elif spec.method in ("grpo", "rloo"):
-        from policy.rl import RLTrainingConfig, train_rl
-
-        generate = ctx.config.generate
-        # TRL counts completions per batch: batch_size prompts x their candidates.
-        common["per_device_train_batch_size"] = spec.batch_size * generate.candidates
-        config = RLTrainingConfig(**common, **rewards, algo=spec.method, beta=spec.beta,
-                                  num_generations=generate.candidates, max_completion_length=generate.max_new_tokens,
-                                  temperature=generate.temperature)
-        summary = train_rl(ctx.prompts("train"), config)
+        summary = train_dpo(ctx.records(), DPOTrainingConfig(**section_values(spec.dpo, DPOTrainingConfig), **run))
     else:
-        from policy.ppo import PPOTrainingConfig, train_ppo
+        rewards = dict(reward_models=[str(ctx.reward_model_dir)], verifier="loose" if spec.verifier_reward else None)
+        if spec.method in ("grpo", "rloo"):
+            from policy.rl import train_rl
 
-        train = ctx.prompts("train")
-        updates = spec.max_steps or max(1, round(spec.epochs * len(train) / spec.batch_size))
-        config = PPOTrainingConfig(**common, **rewards, updates=updates, rollout_batch_size=spec.batch_size,
-                                   mini_batch_size=max(1, spec.batch_size // 2), kl_coef=spec.beta,
-                                   max_new_tokens=ctx.config.generate.max_new_tokens)
-        summary = train_ppo(train, config)
+            summary = train_rl(ctx.prompts("train"), RLTrainingConfig(
+                **section_values(spec.rl, RLTrainingConfig), **run, **rewards, algo=spec.method))
+        else:
+            from policy.ppo import train_ppo
+
+            summary = train_ppo(ctx.prompts("train"), PPOTrainingConfig(
+                **section_values(spec.ppo, PPOTrainingConfig), **run, **rewards))
     metrics = summary.get("train_metrics", {})
     return {"method": spec.method, "model": ctx.updated_policy, "pairs": summary.get("pairs"),
             "train_loss": metrics.get("train_loss"), "seconds": metrics.get("train_runtime")}

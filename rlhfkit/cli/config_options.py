@@ -1,0 +1,123 @@
+"""Commands whose options are generated from a config dataclass, as TRL's `TrlParser` does.
+
+`config_command` registers a Typer command with one option per field of the config (`--field-name`, the field's
+default and its documentation as help), plus `--config FILE.yaml` (the fields as keys) and `--show-config`. Values
+come from the dataclass defaults, then the file, then the flags given on the command line; the result is built and
+validated by `rlhfkit.core.fields.build`, so a bad value is named with its file and line or as a flag.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import typing
+from collections.abc import Callable, Collection, Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from rlhfkit.cli.console import console
+from rlhfkit.core import fields
+from rlhfkit.core.errors import ConfigError
+
+COMMAND_LINE = ("COMMANDLINE", "ENVIRONMENT")  # click's ParameterSource names: a value the user gave
+TRAINING_ALIASES: dict[str, tuple[str, ...]] = {"output_dir": ("-o",), "num_train_epochs": ("--epochs",),
+                                               "per_device_train_batch_size": ("--batch-size",),
+                                               "system_prompt": ("--system",)}
+"""Short spellings every training command accepts besides TRL's field names."""
+
+
+def _option(name: str, tp: Any, doc: str, aliases: Sequence[str], show_default: bool | str = True
+            ) -> typer.models.OptionInfo:
+    flag = "--" + name.replace("_", "-")
+    is_bool = tp is bool or set(typing.get_args(tp)) == {bool, type(None)}
+    decls = [f"{flag}/--no-{flag[2:]}"] if is_bool else [flag, *aliases]
+    return typer.Option(*decls, help=_first_sentence(doc) or None, show_default=show_default)
+
+
+def _first_sentence(doc: str) -> str:
+    """The help line: the field's first sentence (`--show-config` prints it all)."""
+    end = doc.find(". ")
+    return doc if end < 0 else doc[: end + 1]
+
+
+def config_parameters(classes: Mapping[str, type], aliases: Mapping[str, Sequence[str]] = {},
+                      skip: Collection[str] = ()) -> list[inspect.Parameter]:
+    """One keyword parameter per field of the config classes (by choice name), annotated for Typer; a field whose
+    default differs between them shows each default."""
+    params, seen = [], set()
+    for cls in classes.values():
+        for field in dataclasses.fields(cls):
+            if field.name in seen or field.name in skip:
+                continue
+            seen.add(field.name)
+            owners = {choice: other for choice, other in classes.items()
+                      if field.name in {f.name for f in dataclasses.fields(other)}}
+            values = {choice: fields.defaults(other)[field.name] for choice, other in owners.items()}
+            default = fields.field_default(field)
+            show: bool | str = True
+            if len(classes) > 1 and (len(owners) < len(classes) or len({repr(v) for v in values.values()}) > 1):
+                show = "; ".join(f"{value!r} for {choice}" for choice, value in values.items())
+            tp = fields.field_types(cls)[field.name]
+            option = _option(field.name, tp, fields.field_docs(cls).get(field.name, ""), aliases.get(field.name, ()),
+                             show)
+            params.append(inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                            annotation=Annotated[tp, option]))
+    return params
+
+
+def config_command(app: typer.Typer, config: type | Mapping[str, type], run: Callable[..., None], *, name: str,
+                   arguments: Sequence[inspect.Parameter] = (), aliases: Mapping[str, Sequence[str]] = {},
+                   selector: str | None = None, help: str | None = None) -> None:
+    """Register command `name` on `app`: `run(config, **arguments)` with `config` built from the defaults,
+    `--config FILE.yaml` and the flags, and `arguments` the command's own parameters (its data).
+
+    `config` is one dataclass, or several by choice name ({"grpo": RLTrainingConfig, "ppo": PPOTrainingConfig})
+    with `selector` the option that chooses (`--algo`); the chosen class's field of that name, if it has one, gets
+    the choice. A flag given for a field the chosen class lacks is refused, naming the choices it applies to."""
+    classes = config if isinstance(config, Mapping) else {"": config}
+    own = [param.replace(kind=inspect.Parameter.KEYWORD_ONLY) for param in arguments]
+    extra = [
+        inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
+            Path | None, typer.Option("--config", help="YAML file of settings (the option names with underscores "
+                                      "as keys); flags given here override it.")]),
+        inspect.Parameter("show_config", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Annotated[
+            bool, typer.Option("--show-config", help="Print the settings this command would use, each documented, "
+                               "as YAML for --config, and exit.")]),
+    ]
+    if selector is not None:
+        choice_type = typing.Literal[tuple(classes)]  # type: ignore[valid-type]
+        extra.insert(0, inspect.Parameter(selector, inspect.Parameter.KEYWORD_ONLY, default=next(iter(classes)),
+                                          annotation=Annotated[choice_type, typer.Option(
+                                              f"--{selector}", help=f"One of {', '.join(classes)}.")]))
+    settings = config_parameters(classes, aliases, skip={selector} if selector else ())
+    names = {param.name for param in own}
+
+    def command(context: typer.Context, **values: Any) -> None:
+        path, show = values.pop("config"), values.pop("show_config")
+        choice = values.pop(selector) if selector is not None else ""
+        cls = classes[choice]
+        mine = {key: values.pop(key) for key in names}
+        given = {key: value for key, value in values.items()
+                 if getattr(context.get_parameter_source(key), "name", None) in COMMAND_LINE}
+        known = fields.field_types(cls)
+        foreign = [key for key in given if key not in known]
+        if foreign:
+            where = sorted({other for other, klass in classes.items() if foreign[0] in fields.field_types(klass)})
+            raise ConfigError(f"{', '.join('--' + key.replace('_', '-') for key in foreign)} only apply to "
+                              f"--{selector} {', '.join(where)}")
+        if selector is not None and selector in known:
+            given[selector] = choice
+        built = fields.load(cls, path, given)
+        if show:
+            console.print(fields.to_yaml(built).rstrip(), markup=False, highlight=False, soft_wrap=True)
+            return
+        run(built, **mine)
+
+    context = inspect.Parameter("context", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
+    command.__signature__ = inspect.Signature([context, *own, *settings, *extra])  # type: ignore[attr-defined]
+    command.__annotations__ = {param.name: param.annotation for param in command.__signature__.parameters.values()}
+    command.__doc__ = help or run.__doc__
+    command.__name__ = name.replace("-", "_")
+    app.command(name)(command)
