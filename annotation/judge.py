@@ -20,7 +20,7 @@ import dspy
 from preference.pairs import Pair
 from preference.schema import Label, PreferenceRecord
 from reward.text import flatten
-from rlhfkit.core.local_lm import lm_and_adapter
+from rlhfkit.lm.local_lm import lm_and_adapter
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class JudgeModule(dspy.Module):
 
 
 def judge_lm(spec: str | Any) -> tuple[Any, Any]:
-    """(dspy LM, adapter) for `spec` (see `rlhfkit.core.local_lm.lm_and_adapter`); a verdict needs 16 tokens."""
+    """(dspy LM, adapter) for `spec` (see `rlhfkit.lm.local_lm.lm_and_adapter`); a verdict needs 16 tokens."""
     return lm_and_adapter(spec, max_new_tokens=16)
 
 

@@ -36,7 +36,7 @@ def run_trl(rows, steps: int, out: Path) -> float:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
-    from rlhfkit.core.registry import resolve_model
+    from rlhfkit.models.registry import resolve_model
 
     path = resolve_model("smollm2-135m-instruct")
     tokenizer = AutoTokenizer.from_pretrained(path)

@@ -56,9 +56,9 @@ def main() -> None:
 
     from benchmarks.machine import matmul_flops, usable_cpus, write_result
     from policy.prompts import builtin_prompts
-    from rlhfkit.core import vllm_server
-    from rlhfkit.core.local_lm import serve_local
-    from rlhfkit.core.registry import resolve_model
+    from rlhfkit.models import vllm_server
+    from rlhfkit.models.causal_lm import serve_local
+    from rlhfkit.models.registry import resolve_model
 
     torch.set_num_threads(usable_cpus())
     folder_model = resolve_model("smollm2-135m-instruct")  # convert the GGUF before timing anything

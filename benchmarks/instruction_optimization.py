@@ -74,7 +74,7 @@ import dspy
 from policy.instructions.fitness import BudgetExhausted, FitnessEvaluator, example_of
 from policy.prompts import PromptItem
 from policy.rewards import user_prompt
-from rlhfkit.core.plain_adapter import PlainAdapter
+from rlhfkit.lm.plain_adapter import PlainAdapter
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # for benchmarks.machine
@@ -554,7 +554,7 @@ def main() -> None:
 
     from benchmarks.machine import usable_cpus, write_result
     from policy.prompts import read_prompts, split_prompts
-    from rlhfkit.core.local_lm import TransformersEngine
+    from rlhfkit.lm.local_lm import TransformersEngine
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # Answers stop at max_new_tokens on purpose; DSPy would warn about every one of them.

@@ -44,7 +44,7 @@ def main() -> None:
     from policy.evaluate import PolicyEvalConfig, answer, evaluate_policy, paired_delta, pass_rates, verify_answers
     from policy.prompts import read_prompts
     from reward.model import load_reward_model
-    from rlhfkit.core.vllm_server import stop_all
+    from rlhfkit.models.vllm_server import stop_all
     from rlhfkit.pipeline.config import PipelineConfig
 
     work = args.workdir.resolve()

@@ -74,7 +74,7 @@ def main() -> None:
         print("RESULT " + json.dumps(run_one(args.child, args.steps, Path(args.out))), flush=True)
         return
     from benchmarks.machine import write_result
-    from rlhfkit.core.registry import resolve_model
+    from rlhfkit.models.registry import resolve_model
 
     resolve_model("smollm2-135m-instruct")
     methods = {}

@@ -53,7 +53,7 @@ def train_baseline(train_records) -> Path:
     from trl import RewardConfig, RewardTrainer
 
     from reward.meta import RewardMeta
-    from rlhfkit.core.registry import resolve_model
+    from rlhfkit.models.registry import resolve_model
 
     out = WORK / "baseline"
     if (out / "model" / "rlhfkit_reward.json").exists():

@@ -99,7 +99,7 @@ def build_model(folder: Path):
 
     from reward.meta import RewardMeta
     from reward.model import RewardModel
-    from rlhfkit.core.registry import resolve_model
+    from rlhfkit.models.registry import resolve_model
 
     backbone = resolve_model("minilm-l6")
     with torch.random.fork_rng(devices=[]):

@@ -27,8 +27,8 @@ from reward.ifeval import VerificationError, verify_response
 from reward.protocols import RewardScorer
 from rlhfkit.core.atomic import atomic_path, atomic_write_text
 from rlhfkit.core.errors import InputError
-from rlhfkit.core.local_lm import newest_file_mtime_ns
 from rlhfkit.core.stats import grouped_bootstrap_ci
+from rlhfkit.models.causal_lm import newest_file_mtime_ns
 
 LEVELS = ("prompt_strict", "prompt_loose", "instruction_strict", "instruction_loose")
 

@@ -10,7 +10,7 @@
   run resumes and produces the same file as an uninterrupted one. The finished file is renamed into place.
 - **Prompts too long** for the model's context (with room for `max_new_tokens`) are skipped and counted, never cut
   silently.
-- **Engines.** `backend="vllm-server"` samples with vLLM served from its own virtualenv (`rlhfkit.core.vllm_server`:
+- **Engines.** `backend="vllm-server"` samples with vLLM served from its own virtualenv (`rlhfkit.models.vllm_server`:
   the CPU build in CI, the CUDA build on GPUs, one code path), `"vllm"` with vLLM imported in this process (a GPU
   machine whose main virtualenv has vllm), `"transformers"` with `transformers.generate` (always there).
   `"auto"` takes the first of vllm, vllm-server, transformers that is installed, and falls back to transformers
@@ -154,7 +154,7 @@ class _VLLMSampler:
         from vllm import LLM  # optional extra: pip install "rlhfkit[vllm]"
 
         from policy.model import load_policy_tokenizer
-        from rlhfkit.core.registry import resolve_model
+        from rlhfkit.models.registry import resolve_model
 
         self.config = config
         self.tokenizer = load_policy_tokenizer(config.model, config.chat_template)
@@ -177,11 +177,11 @@ class _VLLMSampler:
 
 
 class _ServedSampler:
-    """vLLM served from its own virtualenv (`rlhfkit.core.vllm_server.shared_server`): token ids in, texts out."""
+    """vLLM served from its own virtualenv (`rlhfkit.models.vllm_server.shared_server`): token ids in, texts out."""
 
     def __init__(self, config: GenerationConfig):
         from policy.model import load_policy_tokenizer
-        from rlhfkit.core.local_lm import serve_local
+        from rlhfkit.models.causal_lm import serve_local
 
         self.config = config
         self.tokenizer = load_policy_tokenizer(config.model, config.chat_template)
@@ -202,7 +202,7 @@ class _ServedSampler:
 
 def resolve_backend(config: GenerationConfig) -> str:
     """The backend `config.backend` names, with `auto` made concrete: what is installed, fastest first."""
-    from rlhfkit.core import vllm_server
+    from rlhfkit.models import vllm_server
 
     if config.backend != "auto":
         return config.backend
@@ -214,8 +214,8 @@ def resolve_backend(config: GenerationConfig) -> str:
 
 
 def _sampler(config: GenerationConfig, backend: str | None = None) -> Any:
-    from rlhfkit.core.registry import resolve_model
-    from rlhfkit.core.vllm_server import EngineError
+    from rlhfkit.models.registry import resolve_model
+    from rlhfkit.models.vllm_server import EngineError
 
     backend = backend or resolve_backend(config)
     if backend == "vllm":

@@ -15,8 +15,8 @@ from typing import Any
 import torch
 
 from rlhfkit.core.errors import InputError
-from rlhfkit.core.local_lm import load_causal_lm
-from rlhfkit.core.registry import resolve_model
+from rlhfkit.models.causal_lm import load_causal_lm
+from rlhfkit.models.registry import resolve_model
 
 
 class PolicyModelError(InputError):

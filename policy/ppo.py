@@ -51,7 +51,7 @@ from policy.rewards import check_reward_sources, reward_functions, verifier_colu
 from policy.training import peft_config, plot_curves, prepare_output, use_bf16
 from rlhfkit.core.atomic import atomic_dir, atomic_write_text
 from rlhfkit.core.errors import InputError, TrainingDiverged
-from rlhfkit.core.registry import resolve_model
+from rlhfkit.models.registry import resolve_model
 
 log = logging.getLogger(__name__)
 

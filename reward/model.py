@@ -38,8 +38,8 @@ from reward.pooling import apply_pooling, saved_pooling
 from reward.text import encode
 from rlhfkit.core.atomic import atomic_dir
 from rlhfkit.core.errors import InputError
-from rlhfkit.core.registry import ModelNotFoundError, resolve_model
 from rlhfkit.core.stats import sigmoid
+from rlhfkit.models.registry import ModelNotFoundError, resolve_model
 
 # Batching: pairs are sorted by length and cut into batches of at most `batch_size` pairs and `max_batch_tokens`
 # padded tokens. On CPU the token budget matters more than the count: a single 150-token pair already keeps BERT's

@@ -28,8 +28,8 @@ from reward.pooling import apply_pooling, resolve_pooling, saved_pooling
 from rlhfkit.core.atomic import atomic_dir, atomic_write_text
 from rlhfkit.core.callbacks import StopOnNonFiniteLoss
 from rlhfkit.core.errors import InputError
-from rlhfkit.core.registry import resolve_model
 from rlhfkit.core.run_dir import is_main_process, last_complete_checkpoint, prepare_run_dir
+from rlhfkit.models.registry import resolve_model
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from preference.schema import Label, PreferenceRecord, Strength
-from rlhfkit.core.tiny import save_tiny, tiny_causal_lm
+from tests.tiny_models import save_tiny, tiny_causal_lm
 
 GOOD = "yes, gladly."
 BAD = "NO WAY!!"
@@ -61,7 +61,7 @@ def tiny_dspy_lm(max_tokens: int, seed: int = 0, name: str = "tiny"):
     """A DSPy LM answered by a tiny random policy through rlhfkit's engine (real tokenizer and chat template)."""
     import dspy
 
-    from rlhfkit.core.local_lm import TransformersEngine
+    from rlhfkit.lm.local_lm import TransformersEngine
 
     model, tokenizer = tiny_causal_lm(hidden_size=32, num_layers=1, num_heads=2, seed=seed)
     engine = TransformersEngine(name, max_new_tokens=max_tokens)
@@ -73,7 +73,7 @@ def tiny_reward_model(folder: Path, seed: int = 3, max_length: int = 128):
     """A tiny (random) MiniLM-tokenizer reward model, saved and loaded back as users load one."""
     from reward.meta import RewardMeta
     from reward.model import RewardModel
-    from rlhfkit.core.tiny import tiny_encoder
+    from tests.tiny_models import tiny_encoder
 
     model, tokenizer = tiny_encoder(seed=seed)
     saved = RewardModel(model, tokenizer, RewardMeta(backbone="minilm-l6", max_length=max_length)).save(folder)

@@ -9,7 +9,7 @@ import pytest
 
 from reward.dspy_metrics import InstructionFollowingMetric, RewardScore
 from reward.model import RewardModel
-from rlhfkit.core.plain_adapter import PlainAdapter
+from rlhfkit.lm.plain_adapter import PlainAdapter
 from tests.policy_support import tiny_dspy_lm, tiny_reward_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -10,7 +10,7 @@ from policy.generate import Answerer
 from policy.instructions.evolution import Candidate, EvolutionaryInstructionOptimizer, EvolutionConfig, sentences
 from policy.instructions.fitness import BudgetExhausted, FitnessEvaluator
 from policy.prompts import builtin_prompts
-from rlhfkit.core.plain_adapter import PlainAdapter
+from rlhfkit.lm.plain_adapter import PlainAdapter
 from tests.policy_support import tiny_dspy_lm, tiny_policy
 
 pytestmark = pytest.mark.usefixtures("one_thread")

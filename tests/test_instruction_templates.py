@@ -12,8 +12,8 @@ from policy.instructions.templates import (
     clean_instruction,
     fallback_template,
 )
-from rlhfkit.core.local_lm import TransformersEngine, local_lm
-from rlhfkit.core.plain_adapter import PlainAdapter
+from rlhfkit.lm.local_lm import TransformersEngine, local_lm
+from rlhfkit.lm.plain_adapter import PlainAdapter
 from tests.policy_support import tiny_dspy_lm
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -7,7 +7,7 @@ import pytest
 
 from policy.instructions.dspy_tuner import DSPyInstructionTuner
 from reward.dspy_metrics import InstructionFollowingMetric
-from rlhfkit.core.plain_adapter import PlainAdapter
+from rlhfkit.lm.plain_adapter import PlainAdapter
 from tests.policy_support import tiny_dspy_lm
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -8,9 +8,9 @@ import pytest
 from annotation.judge import JudgeAnnotator, JudgeModule
 from preference.pairs import Pair
 from preference.schema import Label
-from rlhfkit.core.local_lm import TransformersEngine
-from rlhfkit.core.plain_adapter import PlainAdapter
-from rlhfkit.core.tiny import tiny_causal_lm
+from rlhfkit.lm.local_lm import TransformersEngine
+from rlhfkit.lm.plain_adapter import PlainAdapter
+from tests.tiny_models import tiny_causal_lm
 
 PAIRS = [Pair("Answer in lowercase: what is the capital of France?", "paris is the capital.", "PARIS IS THE CAPITAL."),
          Pair("Use no commas: list two colours.", "Red, blue.", "Red and blue.")]

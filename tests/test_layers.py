@@ -1,4 +1,5 @@
-"""Imports point one way: rlhfkit cli/pipeline -> policy, annotation -> reward -> preference -> rlhfkit.core.
+"""Imports point one way: rlhfkit cli/pipeline -> policy, annotation -> reward -> preference -> rlhfkit.lm ->
+rlhfkit.models -> rlhfkit.core.
 
 Checked with import-linter's layers contract from pyproject.toml.
 """
@@ -29,8 +30,8 @@ def test_the_project_keeps_its_layers():
 
 def test_an_upward_import_breaks_the_contract(tmp_path):
     # A miniature tree with the same package names, where the core imports the preference layer.
-    for package in ("rlhfkit", "rlhfkit/core", "rlhfkit/cli", "rlhfkit/pipeline", "preference", "reward", "policy",
-                    "annotation"):
+    for package in ("rlhfkit", "rlhfkit/core", "rlhfkit/models", "rlhfkit/lm", "rlhfkit/cli", "rlhfkit/pipeline",
+                    "preference", "reward", "policy", "annotation"):
         (tmp_path / package).mkdir(parents=True)
         (tmp_path / package / "__init__.py").write_text("")
     (tmp_path / "preference" / "schema.py").write_text("X = 1\n")

@@ -9,9 +9,9 @@ import dspy
 import pytest
 from dspy.utils.exceptions import AdapterParseError
 
-from rlhfkit.core.local_lm import TransformersEngine
-from rlhfkit.core.plain_adapter import PlainAdapter
-from rlhfkit.core.tiny import tiny_causal_lm
+from rlhfkit.lm.local_lm import TransformersEngine
+from rlhfkit.lm.plain_adapter import PlainAdapter
+from tests.tiny_models import tiny_causal_lm
 
 
 class Pick(dspy.Signature):
@@ -74,7 +74,7 @@ def test_plain_adapter_prompt_names_the_options_and_uses_demos():
 def test_a_model_retrained_in_the_same_folder_is_not_answered_from_the_old_cache(tmp_path):
     import os
 
-    from rlhfkit.core.local_lm import local_lm
+    from rlhfkit.lm.local_lm import local_lm
     from tests.policy_support import tiny_policy
 
     folder = tiny_policy(tmp_path / "policy")

@@ -20,8 +20,9 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceC
 from typer.testing import CliRunner
 
 from rlhfkit.cli.models import app
-from rlhfkit.core.gguf import SOURCE_FILE, conversion_lock, convert_gguf
-from rlhfkit.core.registry import (
+from rlhfkit.core.settings import HOME_ENV
+from rlhfkit.models.gguf import SOURCE_FILE, conversion_lock, convert_gguf
+from rlhfkit.models.registry import (
     BUNDLED,
     ModelNotFoundError,
     ModelSpec,
@@ -32,8 +33,7 @@ from rlhfkit.core.registry import (
     resolve_model,
     resolve_spec,
 )
-from rlhfkit.core.settings import HOME_ENV
-from rlhfkit.core.tiny import save_tiny, tiny_causal_lm, tiny_encoder
+from tests.tiny_models import save_tiny, tiny_causal_lm, tiny_encoder
 
 SMOL = BUNDLED["smollm2-135m-instruct"]
 MINILM = BUNDLED["minilm-l6"]

@@ -16,11 +16,11 @@ import yaml
 from typer.testing import CliRunner
 
 from rlhfkit.cli.main import app
-from rlhfkit.core.tiny import save_tiny, tiny_encoder
 from rlhfkit.pipeline.config import ConfigError, PipelineConfig, default_yaml, load_config
 from rlhfkit.pipeline.stages import STAGES
 from tests.labelstudio_support import CHROMIUM, CHROMIUM_ARGS, requires_chromium
 from tests.policy_support import tiny_policy
+from tests.tiny_models import save_tiny, tiny_encoder
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -67,7 +67,7 @@ def test_bad_input_gives_one_clear_line(policy_dir, tmp_path, monkeypatch):
 
 
 def test_dpo_and_reward_training_on_two_processes(policy_dir, tmp_path):
-    from rlhfkit.core.tiny import save_tiny, tiny_encoder
+    from tests.tiny_models import save_tiny, tiny_encoder
 
     store = tmp_path / "prefs"
     PreferenceStore(store).append(easy_preferences(16))

@@ -22,9 +22,9 @@ from policy.prompts import (
 from preference.errors import DataError
 from reward.ifeval import verify_response
 from reward.model import RewardModel
-from rlhfkit.core.tiny import save_tiny, tiny_causal_lm
 from tests.conftest import IFEVAL_PATH, needs
 from tests.policy_support import tiny_policy, tiny_reward_model
+from tests.tiny_models import save_tiny, tiny_causal_lm
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -20,9 +20,9 @@ from reward.model import RewardEnsemble, RewardModel, RewardModelError, load_rew
 from reward.pairs import score_pairs
 from reward.protocols import RewardScorer
 from reward.text import encode
-from rlhfkit.core.gguf import is_converted
-from rlhfkit.core.registry import BUNDLED, converted_dir, load_tokenizer, package_dir
-from rlhfkit.core.tiny import save_tiny, tiny_causal_lm, tiny_encoder
+from rlhfkit.models.gguf import is_converted
+from rlhfkit.models.registry import BUNDLED, converted_dir, load_tokenizer, package_dir
+from tests.tiny_models import save_tiny, tiny_causal_lm, tiny_encoder
 
 SMOL = BUNDLED["smollm2-135m-instruct"]
 SMOL_GGUF = package_dir(SMOL) / SMOL.path / SMOL.gguf_file

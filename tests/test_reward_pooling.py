@@ -16,9 +16,9 @@ from reward.meta import RewardMeta
 from reward.model import RewardModel, load_reward_model
 from reward.pooling import MaskedMeanPooler, apply_pooling, resolve_pooling
 from reward.train import load_backbone, load_tokenizer_with_pad, train_reward_model
-from rlhfkit.core.registry import resolve_model
-from rlhfkit.core.tiny import save_tiny, tiny_encoder
+from rlhfkit.models.registry import resolve_model
 from tests.test_reward_train import accuracy, easy_preferences
+from tests.tiny_models import save_tiny, tiny_encoder
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from reward.config import RewardTrainingConfig
 from reward.model import RewardEnsemble, RewardModel, load_reward_model
 from reward.train import train_reward_model
 from rlhfkit.cli.main import app
-from rlhfkit.core.tiny import save_tiny, tiny_encoder
+from tests.tiny_models import save_tiny, tiny_encoder
 
 WORDS = ["river", "stone", "cloud", "apple", "night", "green", "music", "table", "light", "paper"]
 GOOD = ["thanks", "clear", "kind", "helpful"]

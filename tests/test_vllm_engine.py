@@ -16,8 +16,8 @@ import pytest
 
 from policy.generate import Answerer, GenerationConfig, generate_candidates, read_candidates
 from policy.prompts import PromptItem, builtin_prompts
-from rlhfkit.core import vllm_server
-from rlhfkit.core.vllm_server import EngineError, VLLMServer, shared_server
+from rlhfkit.models import vllm_server
+from rlhfkit.models.vllm_server import EngineError, VLLMServer, shared_server
 from tests.policy_support import tiny_policy
 
 REPO = Path(__file__).resolve().parents[1]
@@ -140,7 +140,7 @@ def test_answerer_and_a_retrained_policy_get_a_fresh_engine(vllm_venv, engine_po
 
 def test_dspy_lm_is_served_through_litellm(vllm_venv, engine_policy):
 
-    from rlhfkit.core.local_lm import is_served, lm_and_adapter
+    from rlhfkit.lm.local_lm import is_served, lm_and_adapter
 
     lm, _ = lm_and_adapter(f"local:{engine_policy}", max_new_tokens=8)
     assert is_served(lm) and lm.model.startswith("openai/")
@@ -226,7 +226,7 @@ def test_greedy_answers_match_transformers_on_smollm2(vllm_venv, tmp_path):
     # A DSPy module over the same served model (the running engine is reused) parses SmolLM2's answers.
     import dspy
 
-    from rlhfkit.core.local_lm import is_served, lm_and_adapter
+    from rlhfkit.lm.local_lm import is_served, lm_and_adapter
 
     lm, adapter = lm_and_adapter("smollm2-135m-instruct", max_new_tokens=48)
     assert is_served(lm)

@@ -25,7 +25,7 @@ TokensOpt = Annotated[int, typer.Option(help="Answer length limit when scoring."
 
 
 def _lm(spec: str):
-    from rlhfkit.core.local_lm import lm_and_adapter
+    from rlhfkit.lm.local_lm import lm_and_adapter
 
     return (None, None) if spec == "none" else lm_and_adapter(spec, max_new_tokens=96)
 

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from rlhfkit.core.registry import BUNDLED, ModelNotFoundError, list_models, resolve_model
+from rlhfkit.models.registry import BUNDLED, ModelNotFoundError, list_models, resolve_model
 
 app = typer.Typer(help="List the bundled models and prepare them for offline use.", no_args_is_help=True)
 console = Console()

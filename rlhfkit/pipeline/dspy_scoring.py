@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import dspy
 
 from reward.dspy_metrics import InstructionFollowingMetric, RewardScore
-from rlhfkit.core.local_lm import is_served, lm_and_adapter
+from rlhfkit.lm.local_lm import is_served, lm_and_adapter
 
 if TYPE_CHECKING:
     from rlhfkit.pipeline.stages import Context

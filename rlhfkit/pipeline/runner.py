@@ -23,8 +23,8 @@ from rlhfkit import __version__
 from rlhfkit.core.atomic import atomic_write_text
 from rlhfkit.core.errors import InputError
 from rlhfkit.core.machine import machine_info
-from rlhfkit.core.registry import BUNDLED, ModelNotFoundError, resolve_model
-from rlhfkit.core.vllm_server import cpu_build, stop_all
+from rlhfkit.models.registry import BUNDLED, ModelNotFoundError, resolve_model
+from rlhfkit.models.vllm_server import cpu_build, stop_all
 from rlhfkit.pipeline.config import PipelineConfig
 from rlhfkit.pipeline.headline import headlines
 from rlhfkit.pipeline.reads import changed_reads

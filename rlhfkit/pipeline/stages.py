@@ -305,7 +305,7 @@ def instructions(ctx: Context) -> dict[str, Any]:
     from policy.instructions.evolution import EvolutionaryInstructionOptimizer, EvolutionConfig
     from policy.instructions.fitness import FitnessEvaluator
     from reward.dspy_metrics import InstructionFollowingMetric
-    from rlhfkit.core.local_lm import lm_and_adapter
+    from rlhfkit.lm.local_lm import lm_and_adapter
 
     metric = InstructionFollowingMetric(reward_model=ctx.reward_model, reward_weight=spec.reward_weight)
     evaluator = FitnessEvaluator(Answerer(ctx.updated_policy, max_new_tokens=spec.max_new_tokens,

@@ -68,7 +68,7 @@ def cpu_build(venv: Path | None = None) -> bool:
 
 
 # Runs the server in a process group it ends when rlhfkit ends (see its docstring); a script of the standard library.
-GUARD = Path(__file__).with_name("process_guard.py")
+GUARD = Path(__file__).parents[1] / "core" / "process_guard.py"
 
 
 def _session_leader(die_with_parent: bool) -> Any:
@@ -321,7 +321,7 @@ atexit.register(stop_all)
 
 def shared_server(model_dir: str | Path, *, max_model_len: int | None = None, **settings: Any) -> VLLMServer:
     """The running server for `model_dir` with these settings, started if needed (see the module docstring)."""
-    from rlhfkit.core.local_lm import newest_file_mtime_ns
+    from rlhfkit.models.causal_lm import newest_file_mtime_ns
 
     folder = Path(model_dir).resolve()
     stamp = newest_file_mtime_ns(str(folder))

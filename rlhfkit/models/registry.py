@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rlhfkit.core.errors import InputError
-from rlhfkit.core.gguf import convert_gguf, is_converted
 from rlhfkit.core.settings import models_dir
+from rlhfkit.models.gguf import convert_gguf, is_converted
 
 ModelKind = Literal["causal-lm", "encoder"]
 

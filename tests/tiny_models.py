@@ -22,7 +22,7 @@ from transformers import (
 )
 
 from rlhfkit.core.atomic import atomic_dir
-from rlhfkit.core.registry import load_tokenizer
+from rlhfkit.models.registry import load_tokenizer
 
 TokenizerLike = str | PreTrainedTokenizerBase
 
