@@ -1,1 +1,1 @@
-"""Reward models: train with TRL, evaluate, score. Built in issue 4. Imports: `preference`, `rlhfkit.core`."""
+"""Reward models: train with TRL, evaluate, score. Imports: `preference`, `rlhfkit.models`, `rlhfkit.core`."""
