@@ -17,7 +17,7 @@ from reward.model import RewardModel, load_reward_model
 from reward.pooling import MaskedMeanPooler, apply_pooling, resolve_pooling
 from reward.train import load_backbone, load_tokenizer_with_pad, train_reward_model
 from rlhfkit.models.registry import resolve_model
-from tests.test_reward_train import accuracy, easy_preferences
+from tests.reward.test_reward_train import accuracy, easy_preferences
 from tests.tiny_models import save_tiny, tiny_encoder
 
 

@@ -22,7 +22,7 @@ from tests.labelstudio_support import CHROMIUM, CHROMIUM_ARGS, requires_chromium
 from tests.policy_support import tiny_policy
 from tests.tiny_models import save_tiny, tiny_encoder
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def tiny_config(tmp: Path, **sections) -> dict:

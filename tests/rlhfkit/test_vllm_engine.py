@@ -20,7 +20,7 @@ from rlhfkit.models import vllm_server
 from rlhfkit.models.vllm_server import EngineError, VLLMServer, shared_server
 from tests.policy_support import tiny_policy
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -241,7 +241,7 @@ def test_rlhfkit_run_generates_with_the_engine_and_leaves_none_running(vllm_venv
     import yaml
 
     from tests.policy_support import easy_preferences
-    from tests.test_pipeline import tiny_config
+    from tests.rlhfkit.test_pipeline import tiny_config
 
     # Labels from a file: a random tiny policy's answers rarely give the verifier a preference to learn from.
     labels = tmp_path / "labels.jsonl"

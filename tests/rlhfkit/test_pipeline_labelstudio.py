@@ -17,7 +17,7 @@ from preference.schema import Label
 from preference.store import PreferenceStore
 from rlhfkit.cli.main import app
 from tests.labelstudio_support import requires_label_studio, start_server
-from tests.test_pipeline import tiny_config, write
+from tests.rlhfkit.test_pipeline import tiny_config, write
 
 pytestmark = [pytest.mark.integration, requires_label_studio()]
 

@@ -13,7 +13,7 @@ from preference.aggregate import aggregate, annotator_reliability
 from preference.importers import read_preferences
 from preference.schema import Label, PreferenceRecord, Strength
 
-PANDALM = Path(__file__).parents[2] / "shared/data/pandalm/testset-v1.json"
+PANDALM = Path(__file__).parents[3] / "shared/data/pandalm/testset-v1.json"
 
 
 def judge(label: str, annotator: str, *, swapped: bool = False, item: str | None = None, prompt: str = "p",

@@ -20,7 +20,7 @@ from preference.agreement import (
 from preference.importers import read_preferences
 from preference.schema import Label, PreferenceRecord
 
-PANDALM = Path(__file__).parents[2] / "shared/data/pandalm/testset-v1.json"
+PANDALM = Path(__file__).parents[3] / "shared/data/pandalm/testset-v1.json"
 PANDALM_LABELS = {1: "a", 2: "b", 0: "tie"}
 
 

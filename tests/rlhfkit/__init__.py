@@ -1,0 +1,1 @@
+"""Tests of rlhfkit/ (command line, pipeline, models, DSPy LMs, core)."""
