@@ -47,14 +47,14 @@ def config_parameters(classes: Mapping[str, type], aliases: Mapping[str, Sequenc
     """One keyword parameter per field of the config classes (by choice name), annotated for Typer; a field whose
     default differs between them shows each default."""
     params, seen = [], set()
+    class_defaults = {choice: fields.defaults(cls) for choice, cls in classes.items()}
     for cls in classes.values():
         for field in dataclasses.fields(cls):
             if field.name in seen or field.name in skip:
                 continue
             seen.add(field.name)
-            owners = {choice: other for choice, other in classes.items()
-                      if field.name in {f.name for f in dataclasses.fields(other)}}
-            values = {choice: fields.defaults(other)[field.name] for choice, other in owners.items()}
+            owners = [choice for choice, values in class_defaults.items() if field.name in values]
+            values = {choice: class_defaults[choice][field.name] for choice in owners}
             default = fields.field_default(field)
             show: bool | str = True
             if len(classes) > 1 and (len(owners) < len(classes) or len({repr(v) for v in values.values()}) > 1):

@@ -166,8 +166,12 @@ def _machine_labels(ctx: Context, pairs: list[Any], store: Path) -> None:
 
     spec = ctx.config.label
     # Only the chosen annotator's settings are read, so changing another's does not rerun this stage.
-    options = ({"mode": spec.mode} if spec.annotator == "verifier" else {"judge_lm": spec.judge_lm}
-               if spec.annotator == "judge" else {"reward_model": str(ctx.resolve(spec.reward_model or ""))})
+    if spec.annotator == "verifier":
+        options = {"mode": spec.mode}
+    elif spec.annotator == "judge":
+        options = {"judge_lm": spec.judge_lm}
+    else:
+        options = {"reward_model": str(ctx.resolve(spec.reward_model or ""))}
     annotator: Any = make_annotator(spec.annotator, **options)
     with ctx.progress() as progress:
         task = progress.add_task(f"labeling {len(pairs)} pairs ({annotator.name})", total=len(pairs))
