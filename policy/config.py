@@ -1,9 +1,10 @@
 """The settings of every policy method, one config dataclass each (as TRL keeps `DPOConfig` beside `DPOTrainer`),
 every field documented where it is defined: `PolicyTrainingConfig` (what all share), `SFTTrainingConfig`,
-`DPOTrainingConfig`, `RLTrainingConfig` (GRPO, RLOO) and `PPOTrainingConfig`.
+`DPOTrainingConfig`, `RLTrainingConfig` (GRPO, RLOO) and `PPOTrainingConfig`; and the settings of sampling
+(`GenerationConfig`) and evaluation (`PolicyEvalConfig`).
 
 This module imports nothing heavy, so the command line builds its options from these classes without loading torch;
-the trainers live in `policy.sft`, `policy.dpo`, `policy.rl` and `policy.ppo`.
+the work lives in `policy.sft`, `policy.dpo`, `policy.rl`, `policy.ppo`, `policy.generate` and `policy.evaluate`.
 """
 
 from __future__ import annotations
@@ -273,3 +274,75 @@ class PPOTrainingConfig(PolicyTrainingConfig, RewardSources):
             (self.kl_target > 0 and self.kl_horizon >= 1, "kl_target and kl_horizon must be positive"),
         ]
         require(checks, "PPOTrainingConfig")
+
+
+# -- generation and evaluation -------------------------------------------------------------------------------------
+BACKENDS = ("auto", "transformers", "vllm", "vllm-server")
+DEFAULT_BATCH = {"transformers": 8, "vllm": 64, "vllm-server": 64}
+
+
+@dataclasses.dataclass
+class GenerationConfig:
+    model: str = "smollm2-135m-instruct"
+    """Policy: bundled short name, local folder (a LoRA adapter folder loads merged), `.gguf` file or cached HF id."""
+    num_candidates: int = 2
+    """K answers sampled per prompt."""
+    max_new_tokens: int = 256
+    """Answer length limit in tokens; answers cut here get finish reason "length"."""
+    temperature: float = 0.8
+    """Sampling temperature; 0 means greedy decoding (then K > 1 gives K copies of one answer: use K = 1)."""
+    top_p: float = 0.95
+    """Nucleus sampling: sample from the smallest token set whose probability reaches top_p."""
+    batch_size: int | None = None
+    """Prompts per chunk (each brings K sequences); a chunk is seeded and saved as one. Default: 8 for transformers
+    (a padded batch), 64 for the vLLM engines (sent at once; the engine batches them continuously)."""
+    seed: int = 0
+    """Chunk i is sampled with seed + i, so reruns and resumed runs give the same answers."""
+    system_prompt: str | None = None
+    """A system instruction put before every prompt (replacing a system message the prompt has)."""
+    backend: Literal["auto", "transformers", "vllm", "vllm-server"] = "auto"
+    """`transformers` (any device), `vllm-server` (vLLM in its own virtualenv, CPU or GPU), `vllm` (vLLM imported
+    here, GPU), or `auto`: the fastest of them that is installed (see `policy.generate`)."""
+    chat_template: str | None = None
+    """A chat template (Jinja string or file) for a tokenizer that has none."""
+    device: str | None = None
+    """`cpu`, `cuda`, `cuda:1`, ...; default: CUDA when available."""
+
+    def validate(self) -> None:
+        checks = [
+            (self.num_candidates >= 1, "num_candidates must be at least 1"),
+            (self.max_new_tokens >= 1, "max_new_tokens must be at least 1"),
+            (self.temperature >= 0, "temperature must be 0 (greedy) or positive"),
+            (0 < self.top_p <= 1, "top_p must be in (0, 1]"),
+            (self.batch_size is None or self.batch_size >= 1, "batch_size must be at least 1"),
+            (self.backend in BACKENDS, f"backend must be one of {', '.join(BACKENDS)}"),
+            (not (self.temperature == 0 and self.num_candidates > 1),
+             "temperature 0 (greedy) gives K identical candidates; use num_candidates 1 or a positive temperature"),
+        ]
+        require(checks, "GenerationConfig")
+
+
+@dataclasses.dataclass
+class PolicyEvalConfig:
+    max_new_tokens: int = 256
+    """Answer length limit in tokens (greedy decoding)."""
+    batch_size: int | None = None
+    """Prompts per generation chunk; default: the engine's (see GenerationConfig.batch_size)."""
+    backend: Literal["auto", "transformers", "vllm", "vllm-server"] = "auto"
+    """Generation engine, as in GenerationConfig.backend."""
+    system_prompt: str | None = None
+    """The system instruction the policy is used with (the same for the policy and the reference)."""
+    n_bootstrap: int = 2000
+    """Bootstrap resamples (over prompts) for the 95% confidence intervals."""
+    seed: int = 0
+    """Seed of the bootstrap resampling (answers are greedy)."""
+    device: str | None = None
+    """`cpu`, `cuda`, `cuda:1`, ...; default: CUDA when available."""
+    chat_template: str | None = None
+    """A chat template (Jinja string or file) for a tokenizer that has none."""
+
+    def validate(self) -> None:
+        require([(self.max_new_tokens >= 1, "max_new_tokens must be at least 1"),
+                 (self.batch_size is None or self.batch_size >= 1, "batch_size must be at least 1"),
+                 (self.backend in BACKENDS, f"backend must be one of {', '.join(BACKENDS)}"),
+                 (self.n_bootstrap >= 1, "n_bootstrap must be at least 1")], "PolicyEvalConfig")

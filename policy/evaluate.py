@@ -12,7 +12,6 @@ each with a 95% bootstrap interval over prompts (instruction level resamples who
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from policy.generate import GenerationConfig, generate_candidates, read_candidates
+from policy.config import GenerationConfig, PolicyEvalConfig
+from policy.generate import generate_candidates, read_candidates
 from policy.prompts import PromptItem
 from policy.rewards import user_prompt
 from reward.ifeval import VerificationError, verify_response
@@ -31,22 +31,6 @@ from rlhfkit.core.stats import grouped_bootstrap_ci
 from rlhfkit.models.causal_lm import newest_file_mtime_ns
 
 LEVELS = ("prompt_strict", "prompt_loose", "instruction_strict", "instruction_loose")
-
-
-@dataclasses.dataclass
-class PolicyEvalConfig:
-    max_new_tokens: int = 256
-    """Answer length limit (greedy decoding)."""
-    batch_size: int | None = None
-    """Prompts per generation chunk (default: the engine's, see `policy.generate.GenerationConfig`)."""
-    backend: str = "auto"
-    """Generation engine: auto, transformers, vllm-server or vllm (see `policy.generate`)."""
-    system_prompt: str | None = None
-    """The system instruction the policy is used with (the same for the policy and the reference)."""
-    n_bootstrap: int = 2000
-    seed: int = 0
-    device: str | None = None
-    chat_template: str | None = None
 
 
 def answer(model: str, prompts: Sequence[PromptItem], path: Path, config: PolicyEvalConfig) -> dict[str, str]:

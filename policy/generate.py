@@ -28,61 +28,16 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
+from policy.config import DEFAULT_BATCH, GenerationConfig
 from policy.model import load_policy, messages_of
 from policy.prompts import PromptItem
-from rlhfkit.core.checks import require
 from rlhfkit.core.errors import InputError
 
 log = logging.getLogger(__name__)
-
-
-BACKENDS = ("auto", "transformers", "vllm", "vllm-server")
-DEFAULT_BATCH = {"transformers": 8, "vllm": 64, "vllm-server": 64}
-
-
-@dataclasses.dataclass
-class GenerationConfig:
-    model: str = "smollm2-135m-instruct"
-    """Policy: bundled short name, local folder (a LoRA adapter folder loads merged), `.gguf` file or cached HF id."""
-    num_candidates: int = 2
-    """K answers sampled per prompt."""
-    max_new_tokens: int = 256
-    """Answer length limit in tokens; answers cut here get finish reason "length"."""
-    temperature: float = 0.8
-    """Sampling temperature; 0 means greedy decoding (then K > 1 gives K copies of one answer: use K = 1)."""
-    top_p: float = 0.95
-    """Nucleus sampling: sample from the smallest token set whose probability reaches top_p."""
-    batch_size: int | None = None
-    """Prompts per chunk (each brings K sequences); a chunk is seeded and saved as one. Default: 8 for transformers
-    (a padded batch), 64 for the vLLM engines (sent at once; the engine batches them continuously)."""
-    seed: int = 0
-    """Chunk i is sampled with seed + i, so reruns and resumed runs give the same answers."""
-    system_prompt: str | None = None
-    """A system instruction put before every prompt (replacing a system message the prompt has)."""
-    backend: Literal["auto", "transformers", "vllm", "vllm-server"] = "auto"
-    """`transformers` (any device), `vllm-server` (vLLM in its own virtualenv, CPU or GPU), `vllm` (vLLM imported
-    here, GPU), or `auto`: the fastest of them that is installed (see the module docstring)."""
-    chat_template: str | None = None
-    """A chat template (Jinja string or file) for a tokenizer that has none."""
-    device: str | None = None
-    """`cpu`, `cuda`, `cuda:1`, ...; default: CUDA when available."""
-
-    def validate(self) -> None:
-        checks = [
-            (self.num_candidates >= 1, "num_candidates must be at least 1"),
-            (self.max_new_tokens >= 1, "max_new_tokens must be at least 1"),
-            (self.temperature >= 0, "temperature must be 0 (greedy) or positive"),
-            (0 < self.top_p <= 1, "top_p must be in (0, 1]"),
-            (self.batch_size is None or self.batch_size >= 1, "batch_size must be at least 1"),
-            (self.backend in BACKENDS, f"backend must be one of {', '.join(BACKENDS)}"),
-            (not (self.temperature == 0 and self.num_candidates > 1),
-             "temperature 0 (greedy) gives K identical candidates; use num_candidates 1 or a positive temperature"),
-        ]
-        require(checks, "GenerationConfig")
 
 
 @dataclasses.dataclass

@@ -1,4 +1,4 @@
-"""`rlhfkit policy ...`: sample candidates, build pairs, and update a policy (SFT, DPO, GRPO/RLOO), then evaluate it."""
+"""`rlhfkit policy ...`: sample candidates, build pairs, update a policy (SFT, DPO, GRPO/RLOO, PPO), evaluate it."""
 
 from __future__ import annotations
 
@@ -11,24 +11,12 @@ import typer
 from rlhfkit.cli.config_options import TRAINING_ALIASES, config_command
 from rlhfkit.cli.console import console, summary_table
 
-app = typer.Typer(help="Generate candidates, update a policy (SFT, DPO, GRPO, RLOO) and evaluate it.",
+app = typer.Typer(help="Generate candidates, update a policy (SFT, DPO, GRPO, RLOO, PPO) and evaluate it.",
                   no_args_is_help=True)
 
 PromptsOpt = Annotated[str, typer.Option(
     "--prompts", help="Prompts JSONL (prompt + metadata, or IFEval's input_data.jsonl format), or 'builtin' / "
                       "'builtin:N' for rlhfkit's own instruction-following prompts.")]
-ModelOpt = Annotated[str, typer.Option(help="Policy: smollm2-135m-instruct, a folder (LoRA adapters load merged), "
-                                            "a .gguf file or a cached hub id.")]
-OutDirOpt = Annotated[Path, typer.Option("--output-dir", "-o", help="Run folder (model/, checkpoints/, curves.png).")]
-SystemOpt = Annotated[str | None, typer.Option(help="System instruction before every prompt.")]
-LoraOpt = Annotated[bool, typer.Option(help="Train LoRA adapters (default) or every weight (--no-lora).")]
-MaxStepsOpt = Annotated[int, typer.Option(help="Stop after this many optimiser steps (-1: run the epochs).")]
-ResumeOpt = Annotated[bool, typer.Option(help="Continue an interrupted run in --output-dir.")]
-TemplateOpt = Annotated[str | None, typer.Option("--chat-template", help="A chat template (Jinja text or a file) "
-                                                                         "for a model whose tokenizer has none.")]
-BackendOpt = Annotated[str, typer.Option(help="Generation engine: auto (the fastest installed), vllm-server (vLLM in "
-                                              "its own virtualenv), vllm (imported here, GPU) or transformers.")]
-BatchOpt = Annotated[int | None, typer.Option(help="Prompts per chunk (default: 8 for transformers, 64 for vLLM).")]
 
 
 def load_prompt_items(spec: str, limit: int | None = None):
@@ -55,30 +43,10 @@ def _show(summary: dict, title: str, keys: dict[str, str]) -> None:
     console.print(summary_table(title, rows))
 
 
-@app.command()
-def generate(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Candidates JSONL (one line per prompt).")],
-    prompts: PromptsOpt = "builtin",
-    model: ModelOpt = "smollm2-135m-instruct",
-    num_candidates: Annotated[int, typer.Option("--num-candidates", "-k", help="Answers per prompt.")] = 2,
-    max_new_tokens: Annotated[int, typer.Option(help="Answer length limit in tokens.")] = 256,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature (0: greedy, with -k 1).")] = 0.8,
-    top_p: Annotated[float, typer.Option(help="Nucleus sampling threshold.")] = 0.95,
-    batch_size: BatchOpt = None,
-    seed: Annotated[int, typer.Option(help="Seed (runs and resumed runs are reproducible).")] = 0,
-    system: SystemOpt = None,
-    chat_template: TemplateOpt = None,
-    backend: BackendOpt = "auto",
-    limit: Annotated[int | None, typer.Option(help="Answer only the first N prompts.")] = None,
-) -> None:
+def generate(config: Any, out: Path, prompts: str, limit: int | None) -> None:
     """Sample K answers per prompt, batched and seeded; an interrupted run resumes from <out>.partial."""
-    from policy.generate import GenerationConfig, generate_candidates
+    from policy.generate import generate_candidates
 
-    config = GenerationConfig(model=model, num_candidates=num_candidates, max_new_tokens=max_new_tokens,
-                              temperature=temperature, top_p=top_p, batch_size=batch_size, seed=seed,
-                              system_prompt=system, backend=backend,  # type: ignore[arg-type]
-                              chat_template=chat_template)
-    config.validate()
     result = generate_candidates(load_prompt_items(prompts, limit), config, out)
     console.print(summary_table(f"candidates: {out}", {
         "prompts answered": result.prompts, **{f"skipped: {k}": v for k, v in result.skipped.items()},
@@ -134,8 +102,7 @@ def dpo(config: Any, data: Path) -> None:
 
 
 def rl(config: Any, prompts: str, limit: int | None) -> None:
-    """Online RL with rlhfkit reward models and/or the IFEval verifier as rewards: TRL's GRPO or RLOO, or rlhfkit's
-    PPO with a value model."""
+    """Online RL rewarded by reward models and/or the IFEval verifier: TRL's GRPO or RLOO, or PPO with a value model."""
     from policy.config import PPOTrainingConfig
     from policy.ppo import train_ppo
     from policy.rl import train_rl
@@ -151,9 +118,32 @@ def rl(config: Any, prompts: str, limit: int | None) -> None:
     console.print(f"curves (reward, KL, length): {Path(config.output_dir) / 'curves.png'}")
 
 
-def _register_training_commands() -> None:
-    from policy.config import DPOTrainingConfig, PPOTrainingConfig, RLTrainingConfig, SFTTrainingConfig
+def _keyword(name: str, annotation: Any, default: Any = inspect.Parameter.empty) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
 
+
+def _limit(what: str) -> inspect.Parameter:
+    return _keyword("limit", Annotated[int | None, typer.Option(help=f"{what} only the first N prompts.")], None)
+
+
+def _register_config_commands() -> None:
+    """Every command whose settings are a config dataclass: options generated from its fields (`--config`,
+    `--show-config`), the command's data as its own arguments."""
+    from policy.config import (
+        DPOTrainingConfig,
+        GenerationConfig,
+        PolicyEvalConfig,
+        PPOTrainingConfig,
+        RLTrainingConfig,
+        SFTTrainingConfig,
+    )
+
+    prompts = _keyword("prompts", PromptsOpt, "builtin")
+    engine = {"system_prompt": ("--system",)}
+    config_command(app, GenerationConfig, generate, name="generate",
+                   aliases={**engine, "num_candidates": ("-k",)},
+                   arguments=[_keyword("out", Annotated[Path, typer.Option(
+                       "--out", "-o", help="Candidates JSONL (one line per prompt).")]), prompts, _limit("Answer")])
     data = inspect.Parameter("data", inspect.Parameter.POSITIONAL_ONLY, annotation=Annotated[Path, typer.Argument(
         help="Preference store or any importable preference file.")])
     config_command(app, SFTTrainingConfig, sft, name="sft", aliases=TRAINING_ALIASES, arguments=[data.replace(
@@ -164,41 +154,31 @@ def _register_training_commands() -> None:
                    name="rl", selector="algo",
                    aliases={**TRAINING_ALIASES, "reward_models": ("--reward-model",),
                             "reward_weights": ("--reward-weight",)},
-                   arguments=[inspect.Parameter("prompts", inspect.Parameter.KEYWORD_ONLY, default="builtin",
-                                                annotation=PromptsOpt),
-                              inspect.Parameter("limit", inspect.Parameter.KEYWORD_ONLY, default=None,
-                                                annotation=Annotated[int | None, typer.Option(
-                                                    help="Use only the first N prompts.")])])
+                   arguments=[prompts, _limit("Use")])
+    config_command(app, PolicyEvalConfig, eval_cmd, name="eval", aliases=engine, arguments=[
+        inspect.Parameter("model", inspect.Parameter.POSITIONAL_ONLY, annotation=Annotated[str, typer.Argument(
+            help="Policy to evaluate (a run's model/ folder, or any model name).")]),
+        _keyword("out", Annotated[Path, typer.Option("--out", "-o", help="Folder for answers, eval.json and "
+                                                                         "eval.png.")]),
+        prompts,
+        _keyword("reference", Annotated[str | None, typer.Option(
+            help="Reference policy (e.g. the model before training).")], None),
+        _keyword("reward_model", Annotated[Path | None, typer.Option(
+            help="Reward model for the win rate against --reference.")], None),
+        _limit("Evaluate")])
 
 
-_register_training_commands()
 
-
-@app.command("eval")
-def eval_cmd(
-    model: Annotated[str, typer.Argument(help="Policy to evaluate (a run's model/ folder, or any model name).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for answers, eval.json and eval.png.")],
-    prompts: PromptsOpt = "builtin",
-    reference: Annotated[str | None, typer.Option(help="Reference policy (e.g. the model before training).")] = None,
-    reward_model: Annotated[Path | None, typer.Option(help="Reward model for the win rate against --reference.")
-                            ] = None,
-    max_new_tokens: Annotated[int, typer.Option(help="Answer length limit.")] = 256,
-    batch_size: BatchOpt = None,
-    system: SystemOpt = None,
-    chat_template: TemplateOpt = None,
-    backend: BackendOpt = "auto",
-    limit: Annotated[int | None, typer.Option(help="Evaluate only the first N prompts.")] = None,
-) -> None:
+def eval_cmd(config: Any, model: str, out: Path, prompts: str, reference: str | None, reward_model: Path | None,
+             limit: int | None) -> None:
     """Verifier pass rates (prompt / instruction level, strict / loose) and reward win rate, with 95% CIs."""
-    from policy.evaluate import LEVELS, PolicyEvalConfig, evaluate_policy
+    from policy.evaluate import LEVELS, evaluate_policy
 
     scorer = None
     if reward_model is not None:
         from reward.model import load_reward_model
 
         scorer = load_reward_model(reward_model)
-    config = PolicyEvalConfig(max_new_tokens=max_new_tokens, batch_size=batch_size, system_prompt=system,
-                              chat_template=chat_template, backend=backend)
     report = evaluate_policy(model, load_prompt_items(prompts, limit), out, reference_model=reference,
                              reward_model=scorer, config=config)
     rows = {}
@@ -216,3 +196,6 @@ def eval_cmd(
     rows["verifiable prompts"] = verifier.get("n_prompts", 0)
     console.print(summary_table(f"policy eval: {model}", rows))
     console.print(f"written: {out / 'eval.json'}, {out / 'eval.png'}")
+
+
+_register_config_commands()

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from policy.config import DPOTrainingConfig, PPOTrainingConfig, RLTrainingConfig
+from policy.config import DPOTrainingConfig, GenerationConfig, PolicyEvalConfig, PPOTrainingConfig, RLTrainingConfig
 from policy.prompts import CONSTRAINT_IDS, SOMETIMES_FOLLOWED
 from reward.config import RewardTrainingConfig
 from rlhfkit.core.errors import ConfigError, InputError
@@ -61,22 +61,6 @@ class PromptsSection(Section):
             raise InputError(f"unknown constraint(s) {', '.join(unknown) or '(empty list)'}; built-in: "
                              f"{', '.join(CONSTRAINT_IDS)}")
         return value
-
-
-class GenerateSection(Section):
-    candidates: int = Field(4, ge=2, description="Answers sampled per training prompt; every two distinct answers "
-                            "make a pair to label.")
-    max_new_tokens: int = Field(64, ge=8, description="Answer length limit in tokens (IFEval endings such as "
-                                "a closing phrase or a P.S. need room).")
-    temperature: float = Field(1.0, gt=0, description="Sampling temperature (diverse answers make informative "
-                                "pairs).")
-    batch_size: int | None = Field(None, ge=1, description="Prompts per generation chunk (seeded and saved as one); "
-                                   "null: the engine's default (8 for transformers, 64 for vLLM).")
-    backend: Literal["auto", "transformers", "vllm-server", "vllm"] = Field(
-        "auto", description="Generation engine for every stage that generates (candidates, evaluation, DSPy, the "
-        "instruction search): 'vllm-server' (vLLM in its own virtualenv, started once per model and reused), "
-        "'vllm' (imported here, GPU), 'transformers', or 'auto' (the fastest installed; falls back to "
-        "transformers if an engine fails to start).")
 
 
 class LabelStudioSection(Section):
@@ -123,10 +107,11 @@ POLICY_RUN_LEVEL = RUN_LEVEL | {"model", "system_prompt", "chat_template"}
 
 
 def section_of(config_cls: type, name: str, *, exclude: frozenset[str], job: dict[str, tuple[Any, str]] | None = None,
-               **extra: Any) -> type[Section]:
+               notes: dict[str, str] | None = None, **extra: Any) -> type[Section]:
     """A config section made of `config_cls`'s fields (minus `exclude`), with their defaults and documentation,
     so that a library default is the pipeline's too. `job` names the few fields the default job sets otherwise,
-    each with its value and the reason; `extra` adds run-level fields (name=(type, Field(...)))."""
+    each with its value and the reason; `notes` adds what a field means in the run; `extra` adds run-level fields
+    (name=(type, Field(...)))."""
     from pydantic import create_model
 
     docs, types = field_docs(config_cls), field_types(config_cls)
@@ -137,6 +122,8 @@ def section_of(config_cls: type, name: str, *, exclude: frozenset[str], job: dic
             continue
         default = job[field.name][0] if field.name in job else field_default(field)
         doc = docs.get(field.name, "")
+        if notes and field.name in notes:
+            doc += " " + notes[field.name]
         if field.name in job:
             doc += (f" The default job uses {default!r} ({job[field.name][1]}; {config_cls.__name__}'s default: "
                     f"{field_default(field)!r}).")
@@ -148,6 +135,20 @@ def section_of(config_cls: type, name: str, *, exclude: frozenset[str], job: dic
     return model
 
 
+# The run sets these for every stage that generates: the policy (section `policy`), the seed (top level) and the
+# engine (generate.backend).
+ENGINE_RUN_LEVEL = frozenset({"model", "system_prompt", "chat_template", "seed", "device"})
+GenerateSection = section_of(
+    GenerationConfig, "GenerateSection", exclude=ENGINE_RUN_LEVEL,
+    job={"num_candidates": (4, "every two distinct answers of a prompt make a pair to label"),
+         "max_new_tokens": (64, "IFEval endings such as a closing phrase or a P.S. fit; measured on the default job"),
+         "temperature": (1.0, "diverse answers make informative pairs")},
+    notes={"backend": "In a run, every stage that generates (candidates, evaluation, DSPy, the instruction search) "
+                      "uses it; 'vllm-server' is started once per model and reused."})
+EvaluateSection = section_of(
+    PolicyEvalConfig, "EvaluateSection", exclude=ENGINE_RUN_LEVEL | {"backend"},
+    job={"max_new_tokens": (80, "held-out answers of the default job's prompts fit")},
+    examples=(int, Field(4, ge=0, description="Held-out answers shown before and after in the report.")))
 RewardSection = section_of(
     RewardTrainingConfig, "RewardSection", exclude=RUN_LEVEL,
     job={"learning_rate": (1e-4, "a few hundred judgments: measured on the default job"),
@@ -193,14 +194,6 @@ class UpdateSection(Section):
     rl: RLSection = Field(default_factory=RLSection, description="GRPO and RLOO settings "
                           "(policy.config.RLTrainingConfig).")
     ppo: PPOSection = Field(default_factory=PPOSection, description="PPO settings (policy.config.PPOTrainingConfig).")
-
-
-class EvaluateSection(Section):
-    max_new_tokens: int = Field(80, ge=8, description="Answer length limit (greedy) on held-out prompts.")
-    batch_size: int | None = Field(None, ge=1, description="Prompts per generation chunk; null: the engine's "
-                                   "default.")
-    n_bootstrap: int = Field(2000, ge=1, description="Bootstrap resamples for the confidence intervals.")
-    examples: int = Field(4, ge=0, description="Held-out answers shown before and after in the report.")
 
 
 class DSPySection(Section):
@@ -284,13 +277,16 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
                 message = f"unknown key (known here: {known})"
             lines.append(f"{place}: {field}: {message}")
         raise ConfigError("invalid config:\n  " + "\n  ".join(lines)) from None
-    for name, section, config_cls in ((
-            "reward", config.reward, RewardTrainingConfig), ("update.dpo", config.update.dpo, DPOTrainingConfig),
-            ("update.rl", config.update.rl, RLTrainingConfig), ("update.ppo", config.update.ppo, PPOTrainingConfig)):
+    for name, section, config_cls in (
+            ("generate", config.generate, GenerationConfig), ("reward", config.reward, RewardTrainingConfig),
+            ("update.dpo", config.update.dpo, DPOTrainingConfig), ("update.rl", config.update.rl, RLTrainingConfig),
+            ("update.ppo", config.update.ppo, PPOTrainingConfig), ("evaluate", config.evaluate, PolicyEvalConfig)):
         try:  # the library's own checks (e.g. a GRPO batch that is a multiple of the group), before any work
             config_cls(**section_values(section, config_cls)).validate()
         except ValueError as exc:
             raise ConfigError(f"{where}: {name}: {exc}") from None
+    if config.generate.num_candidates < 2:
+        raise ConfigError(f"{where}: generate.num_candidates: the run labels pairs of answers: at least 2 per prompt")
     base = Path(path).parent if path is not None else Path.cwd()
     problems = config.check_paths(base)
     if problems:

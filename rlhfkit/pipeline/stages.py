@@ -113,10 +113,8 @@ def generate(ctx: Context) -> dict[str, Any]:
     spec, out = ctx.config.generate, ctx.folder("generate") / "candidates.jsonl"
     engine = None
     if not out.exists():  # else: finished in an attempt that was cut short before the manifest was written
-        config = GenerationConfig(model=ctx.config.policy.model, num_candidates=spec.candidates,
-                                  max_new_tokens=spec.max_new_tokens, temperature=spec.temperature,
-                                  batch_size=spec.batch_size, seed=ctx.config.seed, backend=spec.backend,
-                                  system_prompt=ctx.config.policy.system_prompt)
+        config = GenerationConfig(**section_values(spec, GenerationConfig), model=ctx.config.policy.model,
+                                  seed=ctx.config.seed, system_prompt=ctx.config.policy.system_prompt)
         result = generate_candidates(ctx.prompts("train"), config, out)
         engine = result.engine
         if result.skipped:
@@ -142,7 +140,7 @@ def label(ctx: Context) -> dict[str, Any]:
                                          seed=ctx.config.seed)
         if not pairs:
             raise InputError(f"no pairs to label: {dict(skipped)} (raise generate.temperature or "
-                             "generate.candidates)")
+                             "generate.num_candidates)")
         write_pairs(pairs, folder / "pairs.jsonl")
         pairs_made = len(pairs)
         if spec.annotator == "labelstudio":
@@ -155,8 +153,8 @@ def label(ctx: Context) -> dict[str, Any]:
     labels = Counter(record.label.value for record in records)
     if not labels["a"] + labels["b"]:
         raise InputError(f"labeling gave no pair with a preferred answer ({dict(labels) or 'no judgments'}); nothing "
-                         "to train on. Sample more or longer answers (generate.candidates, generate.max_new_tokens) "
-                         "or use more prompts (prompts.train)")
+                         "to train on. Sample more or longer answers (generate.num_candidates, "
+                         "generate.max_new_tokens) or use more prompts (prompts.train)")
     return {"pairs": pairs_made, "judgments": len(records), "annotator": spec.annotator,
             **{f"label_{key}": labels.get(key, 0) for key in ("a", "b", "tie", "both_bad")}}
 
@@ -273,9 +271,8 @@ def evaluate(ctx: Context) -> dict[str, Any]:
     from policy.evaluate import PolicyEvalConfig, evaluate_policy
 
     spec = ctx.config.evaluate
-    config = PolicyEvalConfig(max_new_tokens=spec.max_new_tokens, batch_size=spec.batch_size,
-                              backend=ctx.config.generate.backend, system_prompt=ctx.config.policy.system_prompt,
-                              n_bootstrap=spec.n_bootstrap, seed=ctx.config.seed)
+    config = PolicyEvalConfig(**section_values(spec, PolicyEvalConfig), backend=ctx.config.generate.backend,
+                              system_prompt=ctx.config.policy.system_prompt, seed=ctx.config.seed)
     report = evaluate_policy(ctx.updated_policy, ctx.prompts("heldout"), ctx.folder("evaluate"),
                              reference_model=ctx.config.policy.model, reward_model=ctx.reward_model, config=config)
     after, before = report["verifier"], report["reference"]["verifier"]

@@ -10,7 +10,14 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
-from policy.config import DPOTrainingConfig, PPOTrainingConfig, RLTrainingConfig, SFTTrainingConfig
+from policy.config import (
+    DPOTrainingConfig,
+    GenerationConfig,
+    PolicyEvalConfig,
+    PPOTrainingConfig,
+    RLTrainingConfig,
+    SFTTrainingConfig,
+)
 from reward.config import RewardTrainingConfig
 from rlhfkit.cli.config_options import config_command
 from rlhfkit.cli.main import app
@@ -46,6 +53,20 @@ def test_every_training_command_shows_its_config_defaults_and_takes_a_config_fil
     assert result.exit_code == 1 and "learning_rate must be positive" in result.output, result.output
 
 
+@pytest.mark.parametrize("command, config_cls", [(("policy", "generate", "--out", "c.jsonl"), GenerationConfig),
+                                                 (("policy", "eval", "m", "--out", "e"), PolicyEvalConfig)],
+                         ids=["generate", "eval"])
+def test_generation_and_evaluation_take_their_config_too(command, config_cls, tmp_path):
+    assert shown(*command) == yaml.safe_load(yaml.safe_dump(defaults(config_cls)))
+    assert all(field_docs(config_cls).get(field.name) for field in dataclasses.fields(config_cls))
+    path = tmp_path / "settings.yaml"
+    path.write_text("max_new_tokens: 32\nbatch_size: 4\n")
+    settings = shown(*command, "--config", str(path), "--max-new-tokens", "48", "--system", "Be brief.")
+    assert settings["max_new_tokens"] == 48 and settings["batch_size"] == 4 and settings["system_prompt"] == "Be brief."
+    result = runner.invoke(app, [*command, "--batch-size", "0"], terminal_width=300)
+    assert result.exit_code == 1 and "batch_size must be at least 1" in result.output, result.output
+
+
 def test_rl_chooses_its_config_by_algo_and_refuses_flags_of_the_other():
     assert shown("policy", "rl", "--algo", "ppo") == yaml.safe_load(yaml.safe_dump(defaults(PPOTrainingConfig)))
     assert shown("policy", "rl", "--algo", "rloo")["algo"] == "rloo"
@@ -55,14 +76,13 @@ def test_rl_chooses_its_config_by_algo_and_refuses_flags_of_the_other():
 
 def test_the_pipeline_sections_are_the_library_configs():
     config = pipeline.PipelineConfig()
-    for section, config_cls in ((config.reward, RewardTrainingConfig), (config.update.dpo, DPOTrainingConfig),
-                                (config.update.rl, RLTrainingConfig), (config.update.ppo, PPOTrainingConfig)):
-        job = {"RewardTrainingConfig": pipeline.RewardSection, "DPOTrainingConfig": pipeline.DPOSection}.get(
-            config_cls.__name__)
+    for section, config_cls in ((config.generate, GenerationConfig), (config.reward, RewardTrainingConfig),
+                                (config.update.dpo, DPOTrainingConfig), (config.update.rl, RLTrainingConfig),
+                                (config.update.ppo, PPOTrainingConfig), (config.evaluate, PolicyEvalConfig)):
         library = defaults(config_cls)
         for name, value in pipeline.section_values(section, config_cls).items():
             if value != library[name]:  # only where the default job says why, in the field's documentation
-                assert job is not None and "The default job uses" in job.model_fields[name].description, name
+                assert "The default job uses" in type(section).model_fields[name].description, name
 
 
 def test_changing_a_config_default_changes_the_command_line_and_the_pipeline_together():

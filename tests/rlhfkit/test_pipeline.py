@@ -34,7 +34,7 @@ def tiny_config(tmp: Path, **sections) -> dict:
         "workdir": str(tmp / "work"),
         "policy": {"model": policy},
         "prompts": {"train": 40, "heldout": 6},
-        "generate": {"candidates": 3, "max_new_tokens": 24, "batch_size": 1},
+        "generate": {"num_candidates": 3, "max_new_tokens": 24, "batch_size": 1},
         "reward": {"model": backbone, "num_train_epochs": 1, "max_length": 96},
         "update": {"dpo": {"max_steps": 3, "per_device_train_batch_size": 2, "max_length": 128}},
         "evaluate": {"max_new_tokens": 12, "n_bootstrap": 50, "examples": 2},
@@ -274,8 +274,8 @@ def test_a_stage_records_the_settings_it_reads_and_only_their_change_reruns_it(t
     assert first_changed_stage(run, settings) is None
     assert first_changed_stage(run, changed) == "generate"  # the next stage: nothing says what it would read
     # An interrupted generation that read other settings resumes; one that read a changed setting starts again.
-    assert first_changed_stage({**run, "partial": {"stage": "generate", "reads": {"generate.candidates": 4}}},
+    assert first_changed_stage({**run, "partial": {"stage": "generate", "reads": {"generate.num_candidates": 4}}},
                                changed) is None
-    assert first_changed_stage({**run, "partial": {"stage": "generate", "reads": {"generate.candidates": 4}}},
-                               {**changed, "generate": {**changed["generate"], "candidates": 5}}) == "generate"
+    assert first_changed_stage({**run, "partial": {"stage": "generate", "reads": {"generate.num_candidates": 4}}},
+                               {**changed, "generate": {**changed["generate"], "num_candidates": 5}}) == "generate"
     assert first_changed_stage(run, {**changed, "seed": 1}) == "prompts"
