@@ -47,11 +47,12 @@ class DSPyInstructionTuner:
     for answering (None: unlimited)."""
 
     def __init__(self, metric: Any = None, *, lm: Any = None, adapter: Any = None, rounds: int = 2,
-                 budget: int | None = None, seed: int = 0):
+                 budget: int | None = None, seed: int = 0, num_threads: int = 1):
         if rounds < 0:
             raise InputError("rounds must be 0 or more")
         self.metric = metric or InstructionFollowingMetric()
         self.lm, self.adapter, self.rounds, self.budget = lm, adapter, rounds, budget
+        self.num_threads = num_threads  # examples answered at once; raise it for a served (batching) engine
         self.templates = InstructionTemplateGenerator(lm, adapter)
         # The evolutionary optimizer's operators, reused for rewrites (its evaluator is not used here).
         self.operators = EvolutionaryInstructionOptimizer(FitnessEvaluator(answerer=None), EvolutionConfig(
@@ -65,7 +66,8 @@ class DSPyInstructionTuner:
         if self.budget is not None and self.calls + len(trainset) > self.budget:
             raise _OutOfBudget
         with dspy.context(**self._context()):
-            result = dspy.Evaluate(devset=list(trainset), metric=self.metric, num_threads=1, display_progress=False,
+            result = dspy.Evaluate(devset=list(trainset), metric=self.metric, num_threads=self.num_threads,
+                                   display_progress=False,
                                    failure_score=0.0, max_errors=len(trainset) + 1)(module)
         self.calls += len(trainset)
         return result.score / 100.0, result.results

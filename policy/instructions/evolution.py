@@ -187,15 +187,23 @@ class EvolutionaryInstructionOptimizer:
         return Counter(f for item in train if (instruction, item.key) in self.evaluator.cache
                        for f in self.evaluator.cache[(instruction, item.key)].failed)
 
-    def mutate(self, parent: Candidate, task: str, train: Sequence[PromptItem]) -> Candidate:
-        failures = self._failures(parent.instruction, train)
+    def structural_operators(self, instruction: str) -> list[str]:
+        """The operators that apply to `instruction` (dropping or reordering needs two sentences)."""
+        return ["add_format", "add_constraint"] + (["remove", "reorder"] if len(sentences(instruction)) > 1 else [])
+
+    def mutate(self, parent: Candidate, task: str, train: Sequence[PromptItem],
+               failures: Counter[str] | None = None, operator: str | None = None) -> Candidate:
+        """A child of `parent`: an LM rewrite or a structural operator (`operator`, default: one at random),
+        guided by the IFEval instructions its answers broke (`failures`; default: counted from the evaluator's
+        cache on `train`)."""
+        failures = failures if failures is not None else self._failures(parent.instruction, train)
         problems = ", ".join(f"{name} broken {n} times" for name, n in failures.most_common(3)) or "none known"
         written = self._lm(self.rewrite, task, instruction=parent.instruction or task, problems=problems)
         if written:
             return Candidate(written, "lm_mutate")
         parts = sentences(parent.instruction)
-        operators = ["add_format", "add_constraint"] + (["remove", "reorder"] if len(parts) > 1 else [])
-        operator = self.rng.choice(operators)
+        operators = self.structural_operators(parent.instruction)
+        operator = operator if operator in operators else self.rng.choice(operators)
         if operator == "add_constraint":
             top = [name for name, _ in failures.most_common()]
             text = next((CONSTRAINT_TEXT.get(n, GENERIC_CONSTRAINT) for n in top
