@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 import json
+import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -12,8 +14,8 @@ from rlhfkit.cli.console import console, summary_table
 from rlhfkit.cli.policy import PromptsOpt, load_prompt_items
 from rlhfkit.core.errors import InputError
 
-app = typer.Typer(help="Instruction templates (LLM), instruction scoring and evolutionary instruction search.",
-                  no_args_is_help=True)
+app = typer.Typer(help="Instruction templates (LLM), instruction scoring, evolutionary instruction search and DSPy "
+                       "instruction tuning.", no_args_is_help=True)
 
 LmOpt = Annotated[str, typer.Option("--lm", help="LM that writes and rewrites instructions: a bundled name "
                                                  "(offline), local:PATH, a LiteLLM model string, or 'none' "
@@ -147,3 +149,71 @@ def optimize(
         "policy calls": result.policy_calls,
         "LM answers rejected": result.lm_failures,
         "plot": out / "search.png"}))
+
+
+def tune(config: Any, *, out: Path, prompts: str, model: str, lm: str, start: str, backend: str,
+         reward_model: Path | None, reward_weight: float, max_new_tokens: int) -> None:
+    """Tune the instruction of a DSPy program (prompt -> response) with rlhfkit's `InstructionEvolution`
+    Teleprompter: a proposal replaces the instruction only on a significant paired gain. Writes OUT/program.json
+    (load it with `dspy.Predict("prompt -> response").load(...)`), OUT/report.json; resumes from OUT/search.json."""
+    import dspy
+
+    from policy.instructions.fitness import example_of
+    from policy.instructions.teleprompter import InstructionEvolution
+    from rlhfkit.core.atomic import atomic_write_text
+    from rlhfkit.lm.local_lm import local_dspy_lm
+    from rlhfkit.lm.plain_adapter import PlainAdapter
+
+    items = load_prompt_items(prompts)
+    _check_scorable(items, reward_model)
+    out.mkdir(parents=True, exist_ok=True)
+    if config.state_path is None:
+        config.state_path = str(out / "search.json")
+    proposer, proposer_adapter = _lm(lm)
+    optimizer = InstructionEvolution(_metric(reward_model, reward_weight), config, proposer_lm=proposer,
+                                     proposer_adapter=proposer_adapter)
+    trainset = [dspy.Example(**example_of(item)).with_inputs("prompt") for item in items]
+    program = dspy.Predict(dspy.Signature("prompt -> response", start))
+    task_lm = local_dspy_lm(model, max_new_tokens=max_new_tokens, backend=backend)
+    with dspy.context(lm=task_lm, adapter=PlainAdapter()):
+        tuned = optimizer.compile(program, trainset=trainset)
+    staged = out / f".program.{os.getpid()}.json"  # DSPy's save wants a .json name; renamed into place
+    tuned.save(staged)
+    os.replace(staged, out / "program.json")
+    report = optimizer.report
+    atomic_write_text(out / "report.json", json.dumps(report, indent=1))
+    accepted = [h for h in report["history"] if h.get("accepted")]
+    console.print(summary_table(f"instruction tuning: {out}", {
+        "instruction": tuned.signature.instructions,
+        "train score (tuned)": f"{report['train_score']:.3f}",
+        "train score (start)": f"{report['start_train_score']:.3f}",
+        "replacements (CI above 0)": len(accepted),
+        "program calls": report["calls"],
+        "proposer answers rejected": report["proposer_failures"],
+        "program": out / "program.json"}))
+
+
+def _register_tune() -> None:
+    from policy.instructions.teleprompter import InstructionEvolutionConfig
+    from rlhfkit.cli.config_options import config_command
+
+    def own(name: str, annotation: Any, default: Any = inspect.Parameter.empty) -> inspect.Parameter:
+        return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+
+    config_command(app, InstructionEvolutionConfig, tune, name="tune", help=tune.__doc__, arguments=[
+        own("out", Annotated[Path, typer.Option("--out", "-o", help="Folder: program.json, report.json, "
+                                                                    "search.json (resume).")]),
+        own("prompts", PromptsOpt, "builtin:48"),
+        own("model", Annotated[str, typer.Option("--model", help="Model that answers under the instruction: a "
+                                                             "bundled name or a local folder.")],
+            "smollm2-135m-instruct"),
+        own("lm", LmOpt, "smollm2-135m-instruct"),
+        own("start", Annotated[str, typer.Option(help="The starting instruction.")], "Respond to the request."),
+        own("backend", Annotated[str, typer.Option(help="auto (vLLM when installed), transformers or "
+                                                        "vllm-server.")], "auto"),
+        own("reward_model", RewardOpt, None),
+        own("reward_weight", RewardWeightOpt, 1.0),
+        own("max_new_tokens", TokensOpt, 128)])
+
+
+_register_tune()

@@ -43,3 +43,25 @@ def test_score_and_optimize(policy_dir, tmp_path):
     assert again.exit_code == 0 and json.loads((tmp_path / "search" / "result.json").read_text()) == report
     small = runner.invoke(app, args[:-1] + ["2"] + ["-o", str(tmp_path / "tiny-budget")])
     assert small.exit_code == 1 and "budget" in small.output
+
+
+def test_tune_compiles_a_program_saves_it_and_resumes(policy_dir, tmp_path):
+    import dspy
+
+    out = tmp_path / "tune"
+    args = ["instructions", "tune", "-o", str(out), "--prompts", "builtin:8", "--model", policy_dir, "--lm", "none",
+            "--backend", "transformers", "--rounds", "1", "--candidates", "2", "--max-new-tokens", "6",
+            "--budget", "40", "--start", "Answer the request. Be brief."]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["calls"] <= 40 and report["history"][0]["predictor"] == "self"
+    assert report["train_score"] >= report["start_train_score"]
+    loaded = dspy.Predict("prompt -> response")
+    loaded.load(out / "program.json")
+    assert loaded.signature.instructions == report["instructions"]["self"]
+    assert json.loads((out / "search.json").read_text())["step"] == 0
+    again = runner.invoke(app, args)  # resumes from search.json: the same program and report
+    assert again.exit_code == 0 and json.loads((out / "report.json").read_text()) == report
+    small = runner.invoke(app, [*args[:-4], "--budget", "3", "-o", str(tmp_path / "small")])
+    assert small.exit_code == 1 and "does not cover" in small.output
