@@ -168,6 +168,10 @@ class EvolutionaryInstructionOptimizer:
         self.rewrite, self.combine = dspy.Predict(RewriteInstruction), dspy.Predict(CombineInstructions)
         self.rng = random.Random(self.config.seed)
         self.lm_failures = 0
+        # Sampling settings of the LM operators ({} : the LM's own, greedy for local models); with a temperature,
+        # each call gets its own rollout id, so DSPy's cache does not hand back the same rewrite every time.
+        self.lm_config: dict[str, Any] = {}
+        self.rollouts = 0
 
     # -- operators -----------------------------------------------------------------------------------------------
     def _lm(self, module: Any, task: str, **inputs: str) -> str | None:
@@ -176,7 +180,11 @@ class EvolutionaryInstructionOptimizer:
         settings = {k: v for k, v in (("lm", self.lm), ("adapter", self.adapter)) if v is not None}
         try:
             with dspy.context(**settings):
-                text = clean_instruction(module(**inputs).new_instruction, task)
+                config = dict(self.lm_config)
+                if config.get("temperature"):
+                    config["rollout_id"] = self.rollouts
+                    self.rollouts += 1
+                text = clean_instruction(module(**inputs, config=config).new_instruction, task)
         except Exception:  # unparseable or failed LM answer: counted, never fatal
             text = None
         if text is None:
@@ -192,11 +200,14 @@ class EvolutionaryInstructionOptimizer:
         return ["add_format", "add_constraint"] + (["remove", "reorder"] if len(sentences(instruction)) > 1 else [])
 
     def mutate(self, parent: Candidate, task: str, train: Sequence[PromptItem],
-               failures: Counter[str] | None = None, operator: str | None = None) -> Candidate:
+               failures: Counter[str] | None = None, operator: str | None = None,
+               constraint_failures: Counter[str] | None = None) -> Candidate:
         """A child of `parent`: an LM rewrite or a structural operator (`operator`, default: one at random),
         guided by the IFEval instructions its answers broke (`failures`; default: counted from the evaluator's
-        cache on `train`)."""
+        cache on `train`). `add_constraint` states the most-broken of `constraint_failures` (default: `failures`),
+        or the generic constraint when there is none."""
         failures = failures if failures is not None else self._failures(parent.instruction, train)
+        constraint_failures = failures if constraint_failures is None else constraint_failures
         problems = ", ".join(f"{name} broken {n} times" for name, n in failures.most_common(3)) or "none known"
         written = self._lm(self.rewrite, task, instruction=parent.instruction or task, problems=problems)
         if written:
@@ -205,7 +216,7 @@ class EvolutionaryInstructionOptimizer:
         operators = self.structural_operators(parent.instruction)
         operator = operator if operator in operators else self.rng.choice(operators)
         if operator == "add_constraint":
-            top = [name for name, _ in failures.most_common()]
+            top = [name for name, _ in constraint_failures.most_common()]
             text = next((CONSTRAINT_TEXT.get(n, GENERIC_CONSTRAINT) for n in top
                          if CONSTRAINT_TEXT.get(n, GENERIC_CONSTRAINT) not in parent.instruction), GENERIC_CONSTRAINT)
             return Candidate(" ".join([parent.instruction, text]).strip(), operator)

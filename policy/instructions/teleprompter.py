@@ -6,14 +6,16 @@ program, and replaces an instruction only when the change is a measured gain.
 
 In each round, for each predictor in turn (the others keep their current instruction), a few candidate
 instructions are proposed from the current one:
-- **best-practice operators** (always there): state the constraint the program's answers broke most often (IFEval
-  failures, said plainly), add an explicit output format, drop a sentence, reorder sentences;
+- **best-practice operators** (always there, each in turn): state the constraint the program's answers broke most
+  often when at least half of them broke it (IFEval failures, said plainly; otherwise the generic "follow every
+  formatting and length instruction in the request"), add an explicit output format, drop a sentence, reorder
+  sentences;
 - **proposer rewrites** (when a proposer LM is given): the LM rewrites the instruction given what its answers got
   wrong; an unusable answer (chatter, echo, empty) is counted in `report["proposer_failures"]` and an operator's
   candidate is used instead.
 
-Candidates race on the trainset: each is first scored on `race_fraction` of the examples and dropped when its mean
-there is below the current instruction's on the same examples; the survivors are scored on all of them. A survivor
+Candidates race on the trainset: each is first scored on `race_fraction` of the examples and dropped unless its mean
+there is above the current instruction's on the same examples; the survivors are scored on all of them. A survivor
 replaces the current instruction only when the **paired** bootstrap interval of its per-example gain lies above
 zero, at the confidence level `level`, corrected (Bonferroni) for the number of candidates compared in that step,
 so a proposal that wins on a handful of examples by luck does not replace anything. With a `valset`, the final
@@ -65,14 +67,17 @@ class InstructionEvolutionConfig:
     """Program calls (one per example answered) the search may spend, the valset comparison included; None:
     unlimited. The search stops early, keeping what it found, when the next step does not fit."""
     race_fraction: float = 0.5
-    """Share of the trainset a candidate is scored on first; one that scores below the current instruction there
-    is dropped before it costs the rest."""
+    """Share of the trainset a candidate is scored on first; one that does not score above the current instruction
+    there is dropped before it costs the rest."""
     level: float = CI_LEVEL
     """Confidence of the paired interval that must lie above zero for a candidate to replace an instruction."""
     n_bootstrap: int = 2000
     """Bootstrap resamples of that interval."""
     proposer_rate: float = 0.5
     """Share of proposals written by the proposer LM (when one is given); the rest come from the operators."""
+    proposer_temperature: float = 1.0
+    """Sampling temperature of the proposer LM, so rewrites of one instruction differ (0: its greedy rewrite, the
+    same every time)."""
     num_threads: int = 1
     """Examples answered at once (`dspy.Evaluate`'s threads); raise it for an engine that batches requests (vLLM)."""
     failure_score: float = 0.0
@@ -90,6 +95,7 @@ class InstructionEvolutionConfig:
                  (0.5 < self.level < 1, "level must be in (0.5, 1)"),
                  (self.n_bootstrap >= 100, "n_bootstrap must be at least 100"),
                  (0 <= self.proposer_rate <= 1, "proposer_rate must be in [0, 1]"),
+                 (self.proposer_temperature >= 0, "proposer_temperature must be 0 or more"),
                  (self.num_threads >= 1, "num_threads must be at least 1")], "InstructionEvolutionConfig")
 
 
@@ -132,6 +138,8 @@ class InstructionEvolution(Teleprompter):
             FitnessEvaluator(answerer=None),
             EvolutionConfig(llm_rate=self.config.proposer_rate if proposer_lm is not None else 0.0,
                             seed=self.config.seed), lm=proposer_lm, adapter=proposer_adapter)
+        if self.config.proposer_temperature:
+            self.operators.lm_config = {"temperature": self.config.proposer_temperature}
         self.report: dict[str, Any] = {}
 
     # -- scoring -------------------------------------------------------------------------------------------------
@@ -203,16 +211,22 @@ class InstructionEvolution(Teleprompter):
         return Counter(name for i in indices if str(i) in cached for name in cached[str(i)][1])
 
     # -- proposals -----------------------------------------------------------------------------------------------
-    def propose(self, instruction: str, failures: Counter[str], task: str, exclude: Sequence[str] = ()) -> list[str]:
+    def propose(self, instruction: str, failures: Counter[str], task: str, exclude: Sequence[str] = (),
+                examples: int = 0) -> list[str]:
         """Up to `candidates` new instructions made from `instruction`: distinct, never the instruction itself nor
-        one in `exclude` (those already scored)."""
+        one in `exclude` (those already scored). `failures`: how often each IFEval instruction was broken over
+        `examples` answers."""
+        # A rule added for a failure most examples do not share (one prompt asks for JSON, another for a list)
+        # would break the rest: only a failure on at least half of the examples becomes a stated constraint;
+        # otherwise the constraint operator adds the generic one (follow the request's own format instructions).
+        common = Counter({name: n for name, n in failures.items() if examples and n >= examples / 2})
         proposals: list[str] = []
         parent = Candidate(instruction, "current")
         # Each operator in turn (in a shuffled order), so one step's proposals are different kinds of change.
         operators = self.operators.structural_operators(instruction)
         self.operators.rng.shuffle(operators)
         for attempt in range(10 * self.config.candidates):
-            child = self.operators.mutate(parent, task, [], failures=failures,
+            child = self.operators.mutate(parent, task, [], failures=failures, constraint_failures=common,
                                           operator=operators[attempt % len(operators)]).instruction.strip()
             if child and child != instruction and child not in proposals and child not in exclude:
                 proposals.append(child)
@@ -233,7 +247,8 @@ class InstructionEvolution(Teleprompter):
                 "fingerprint": fingerprint, "step": step, "current": current, "cache": self._cache,
                 "calls": self._calls, "history": self._history, "rng": self.operators.rng.getstate(),
                 "errors": self._errors,
-                "proposer_failures": self.operators.lm_failures}, default=list))
+                "proposer_failures": self.operators.lm_failures, "rollouts": self.operators.rollouts},
+                default=list))
 
     def _load(self, fingerprint: str) -> tuple[int, dict[str, str]] | None:
         path = Path(self.config.state_path) if self.config.state_path else None
@@ -247,7 +262,7 @@ class InstructionEvolution(Teleprompter):
         self._errors = state["errors"]
         version, internal, gauss = state["rng"]
         self.operators.rng.setstate((version, tuple(internal), gauss))
-        self.operators.lm_failures = state["proposer_failures"]
+        self.operators.lm_failures, self.operators.rollouts = state["proposer_failures"], state["rollouts"]
         log.info("resuming the instruction search after step %d", state["step"])
         return state["step"], state["current"]
 
@@ -318,12 +333,15 @@ class InstructionEvolution(Teleprompter):
         """One predictor's proposals raced against its current instruction; the new instructions."""
         task = current[name] or "Respond to the request."
         tried = {json.loads(key)[name] for key in self._cache["train"]}
-        proposals = self.propose(current[name], self._failures(current, order), task, exclude=tried)
+        proposals = self.propose(current[name], self._failures(current, order), task, exclude=tried,
+                                 examples=len(order))
         incumbent_first = self._scores(student, current, trainset, first)
         survivors = []
         for text in proposals:
             trial = {**current, name: text}
-            if np.mean(self._scores(student, trial, trainset, first)) >= np.mean(incumbent_first):
+            # Successive halving: only a proposal that beats the incumbent on the first part is worth the rest
+            # (a tie there is no sign of the gain the full test must show).
+            if np.mean(self._scores(student, trial, trainset, first)) > np.mean(incumbent_first):
                 survivors.append(trial)
         incumbent = self._scores(student, current, trainset, order)
         level = 1 - (1 - self.config.level) / max(1, len(proposals))  # Bonferroni over this step's proposals
