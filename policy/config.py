@@ -1,7 +1,8 @@
 """The settings of every policy method, one config dataclass each (as TRL keeps `DPOConfig` beside `DPOTrainer`),
 every field documented where it is defined: `PolicyTrainingConfig` (what all share), `SFTTrainingConfig`,
 `DPOTrainingConfig`, `RLTrainingConfig` (GRPO, RLOO) and `PPOTrainingConfig`; and the settings of sampling
-(`GenerationConfig`) and evaluation (`PolicyEvalConfig`).
+(`GenerationConfig`), evaluation (`PolicyEvalConfig`) and instruction search (`EvolutionConfig` for the
+evolutionary optimizer, `InstructionEvolutionConfig` for the DSPy Teleprompter).
 
 This module imports nothing heavy, so the command line builds its options from these classes without loading torch;
 the work lives in `policy.sft`, `policy.dpo`, `policy.rl`, `policy.ppo`, `policy.generate` and `policy.evaluate`.
@@ -14,6 +15,7 @@ from typing import Literal
 
 from rlhfkit.core.checks import require
 from rlhfkit.core.errors import InputError
+from rlhfkit.core.stats import CI_LEVEL
 
 
 @dataclasses.dataclass
@@ -346,3 +348,78 @@ class PolicyEvalConfig:
                  (self.batch_size is None or self.batch_size >= 1, "batch_size must be at least 1"),
                  (self.backend in BACKENDS, f"backend must be one of {', '.join(BACKENDS)}"),
                  (self.n_bootstrap >= 1, "n_bootstrap must be at least 1")], "PolicyEvalConfig")
+
+
+@dataclasses.dataclass
+class EvolutionConfig:
+    population_size: int = 6
+    """Instructions alive in each generation."""
+    generations: int = 4
+    """Generations after the initial population (fewer when the budget runs out)."""
+    elite: int = 2
+    """Best instructions carried unchanged into the next generation."""
+    tournament_size: int = 2
+    """Parents are the fittest of this many random instructions."""
+    crossover_rate: float = 0.3
+    """Share of children made from two parents (the rest mutate one)."""
+    llm_rate: float = 0.5
+    """Share of children made by the LM (the rest by structural operators); 0 with no LM."""
+    held_out: float = 0.3
+    """Share of the examples (grouped by prompt) kept to confirm the winner."""
+    seed: int = 0
+    """Seed of the train / held-out split, the operators and the selection."""
+    state_path: str | None = None
+    """JSON file saved after every generation; an interrupted search resumes from it."""
+
+    def validate(self) -> None:
+        checks = [
+            (self.population_size >= 2, "population_size must be at least 2"),
+            (self.generations >= 0, "generations must be 0 or more"),
+            (0 <= self.elite < self.population_size, "elite must be smaller than population_size"),
+            (self.tournament_size >= 1, "tournament_size must be at least 1"),
+            (0 <= self.crossover_rate <= 1 and 0 <= self.llm_rate <= 1, "rates must be in [0, 1]"),
+            (0 < self.held_out < 1, "held_out must be a share between 0 and 1"),
+        ]
+        require(checks, "EvolutionConfig")
+
+
+@dataclasses.dataclass
+class InstructionEvolutionConfig:
+    rounds: int = 3
+    """Passes over the program's predictors; each pass proposes `candidates` instructions per predictor."""
+    candidates: int = 4
+    """Instructions proposed per predictor and round."""
+    budget: int | None = None
+    """Program calls (one per example answered) the search may spend, the valset comparison included; None:
+    unlimited. The search stops early, keeping what it found, when the next step does not fit."""
+    race_fraction: float = 0.5
+    """Share of the trainset a candidate is scored on first; one that does not score above the current instruction
+    there is dropped before it costs the rest."""
+    level: float = CI_LEVEL
+    """Confidence of the paired interval that must lie above zero for a candidate to replace an instruction."""
+    n_bootstrap: int = 2000
+    """Bootstrap resamples of that interval."""
+    proposer_rate: float = 0.5
+    """Share of proposals written by the proposer LM (when one is given); the rest come from the operators."""
+    proposer_temperature: float = 1.0
+    """Sampling temperature of the proposer LM, so rewrites of one instruction differ (0: its greedy rewrite, the
+    same every time)."""
+    num_threads: int = 1
+    """Examples answered at once (`dspy.Evaluate`'s threads); raise it for an engine that batches requests (vLLM)."""
+    failure_score: float = 0.0
+    """Score of an example whose program call or metric raised."""
+    seed: int = 0
+    """Seed of the example order, the operators and the bootstrap."""
+    state_path: str | None = None
+    """JSON file saved after every step; a rerun with the same program, data and settings resumes from it."""
+
+    def validate(self) -> None:
+        require([(self.rounds >= 0, "rounds must be 0 or more"),
+                 (self.candidates >= 1, "candidates must be at least 1"),
+                 (self.budget is None or self.budget >= 1, "budget must be at least 1 program call"),
+                 (0 < self.race_fraction <= 1, "race_fraction must be in (0, 1]"),
+                 (0.5 < self.level < 1, "level must be in (0.5, 1)"),
+                 (self.n_bootstrap >= 100, "n_bootstrap must be at least 100"),
+                 (0 <= self.proposer_rate <= 1, "proposer_rate must be in [0, 1]"),
+                 (self.proposer_temperature >= 0, "proposer_temperature must be 0 or more"),
+                 (self.num_threads >= 1, "num_threads must be at least 1")], "InstructionEvolutionConfig")

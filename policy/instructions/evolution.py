@@ -32,6 +32,7 @@ from typing import Any
 
 import dspy
 
+from policy.config import EvolutionConfig
 from policy.instructions.fitness import BudgetExhausted, FitnessEvaluator
 from policy.instructions.templates import (
     CONSTRAINT_TEXT,
@@ -42,42 +43,9 @@ from policy.instructions.templates import (
 )
 from policy.prompts import PromptItem, split_prompts
 from rlhfkit.core.atomic import atomic_write_text
-from rlhfkit.core.checks import require
 from rlhfkit.core.errors import InputError
 
 log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass
-class EvolutionConfig:
-    population_size: int = 6
-    """Instructions alive in each generation."""
-    generations: int = 4
-    """Generations after the initial population (fewer when the budget runs out)."""
-    elite: int = 2
-    """Best instructions carried unchanged into the next generation."""
-    tournament_size: int = 2
-    """Parents are the fittest of this many random instructions."""
-    crossover_rate: float = 0.3
-    """Share of children made from two parents (the rest mutate one)."""
-    llm_rate: float = 0.5
-    """Share of children made by the LM (the rest by structural operators); 0 with no LM."""
-    held_out: float = 0.3
-    """Share of the examples (grouped by prompt) kept to confirm the winner."""
-    seed: int = 0
-    state_path: str | None = None
-    """JSON file saved after every generation; an interrupted search resumes from it."""
-
-    def validate(self) -> None:
-        checks = [
-            (self.population_size >= 2, "population_size must be at least 2"),
-            (self.generations >= 0, "generations must be 0 or more"),
-            (0 <= self.elite < self.population_size, "elite must be smaller than population_size"),
-            (self.tournament_size >= 1, "tournament_size must be at least 1"),
-            (0 <= self.crossover_rate <= 1 and 0 <= self.llm_rate <= 1, "rates must be in [0, 1]"),
-            (0 < self.held_out < 1, "held_out must be a share between 0 and 1"),
-        ]
-        require(checks, "EvolutionConfig")
 
 
 @dataclasses.dataclass

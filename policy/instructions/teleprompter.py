@@ -46,57 +46,15 @@ import dspy
 import numpy as np
 from dspy.teleprompt import Teleprompter
 
-from policy.instructions.evolution import Candidate, EvolutionaryInstructionOptimizer, EvolutionConfig
+from policy.config import EvolutionConfig, InstructionEvolutionConfig
+from policy.instructions.evolution import Candidate, EvolutionaryInstructionOptimizer
 from policy.instructions.fitness import BudgetExhausted, FitnessEvaluator
 from reward.ifeval import VerificationError, verify_response
 from rlhfkit.core.atomic import atomic_write_text
-from rlhfkit.core.checks import require
 from rlhfkit.core.errors import InputError
-from rlhfkit.core.stats import CI_LEVEL, grouped_bootstrap_ci
+from rlhfkit.core.stats import grouped_bootstrap_ci
 
 log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass
-class InstructionEvolutionConfig:
-    rounds: int = 3
-    """Passes over the program's predictors; each pass proposes `candidates` instructions per predictor."""
-    candidates: int = 4
-    """Instructions proposed per predictor and round."""
-    budget: int | None = None
-    """Program calls (one per example answered) the search may spend, the valset comparison included; None:
-    unlimited. The search stops early, keeping what it found, when the next step does not fit."""
-    race_fraction: float = 0.5
-    """Share of the trainset a candidate is scored on first; one that does not score above the current instruction
-    there is dropped before it costs the rest."""
-    level: float = CI_LEVEL
-    """Confidence of the paired interval that must lie above zero for a candidate to replace an instruction."""
-    n_bootstrap: int = 2000
-    """Bootstrap resamples of that interval."""
-    proposer_rate: float = 0.5
-    """Share of proposals written by the proposer LM (when one is given); the rest come from the operators."""
-    proposer_temperature: float = 1.0
-    """Sampling temperature of the proposer LM, so rewrites of one instruction differ (0: its greedy rewrite, the
-    same every time)."""
-    num_threads: int = 1
-    """Examples answered at once (`dspy.Evaluate`'s threads); raise it for an engine that batches requests (vLLM)."""
-    failure_score: float = 0.0
-    """Score of an example whose program call or metric raised."""
-    seed: int = 0
-    """Seed of the example order, the operators and the bootstrap."""
-    state_path: str | None = None
-    """JSON file saved after every step; a rerun with the same program, data and settings resumes from it."""
-
-    def validate(self) -> None:
-        require([(self.rounds >= 0, "rounds must be 0 or more"),
-                 (self.candidates >= 1, "candidates must be at least 1"),
-                 (self.budget is None or self.budget >= 1, "budget must be at least 1 program call"),
-                 (0 < self.race_fraction <= 1, "race_fraction must be in (0, 1]"),
-                 (0.5 < self.level < 1, "level must be in (0.5, 1)"),
-                 (self.n_bootstrap >= 100, "n_bootstrap must be at least 100"),
-                 (0 <= self.proposer_rate <= 1, "proposer_rate must be in [0, 1]"),
-                 (self.proposer_temperature >= 0, "proposer_temperature must be 0 or more"),
-                 (self.num_threads >= 1, "num_threads must be at least 1")], "InstructionEvolutionConfig")
 
 
 def instructions_of(program: dspy.Module) -> dict[str, str]:

@@ -102,34 +102,17 @@ def score(
                                                 "answer": r.answer} for item, r in zip(items, results)]}, indent=1))
 
 
-@app.command()
-def optimize(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder: result.json, search.json (resume), search.png.")],
-    task: Annotated[str, typer.Option(help="The task the instruction is for.")] = (
-        "Answer the request and follow every instruction in it about format, length and wording"),
-    start: Annotated[str | None, typer.Option(help="The starting instruction (default: the task).")] = None,
-    prompts: PromptsOpt = "builtin:40",
-    model: PolicyOpt = "smollm2-135m-instruct",
-    lm: LmOpt = "smollm2-135m-instruct",
-    budget: Annotated[int | None, typer.Option(help="Policy calls at most (answers generated).")] = None,
-    population: Annotated[int, typer.Option(help="Instructions per generation.")] = 6,
-    generations: Annotated[int, typer.Option(help="Generations after the first.")] = 4,
-    held_out: Annotated[float, typer.Option(help="Share of prompts kept to confirm the winner.")] = 0.3,
-    reward_model: RewardOpt = None,
-    reward_weight: RewardWeightOpt = 1.0,
-    max_new_tokens: TokensOpt = 192,
-    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
-) -> None:
+def optimize(config: Any, *, out: Path, task: str, start: str | None, prompts: str, model: str, lm: str,
+             budget: int | None, reward_model: Path | None, reward_weight: float, max_new_tokens: int) -> None:
     """Evolve instructions (LLM and structural operators) on a train split, confirm the winner on held-out prompts.
     An interrupted search resumes from OUT/search.json."""
     from policy.generate import Answerer
-    from policy.instructions.evolution import EvolutionaryInstructionOptimizer, EvolutionConfig
+    from policy.instructions.evolution import EvolutionaryInstructionOptimizer
     from policy.instructions.fitness import FitnessEvaluator
     from rlhfkit.core.atomic import atomic_write_text
 
-    config = EvolutionConfig(population_size=population, generations=generations, held_out=held_out, seed=seed,
-                             state_path=str(out / "search.json"))
-    config.validate()
+    if config.state_path is None:
+        config.state_path = str(out / "search.json")
     items = load_prompt_items(prompts)
     _check_scorable(items, reward_model)
     out.mkdir(parents=True, exist_ok=True)
@@ -193,27 +176,44 @@ def tune(config: Any, *, out: Path, prompts: str, model: str, lm: str, start: st
         "program": out / "program.json"}))
 
 
-def _register_tune() -> None:
-    from policy.instructions.teleprompter import InstructionEvolutionConfig
+def _own(name: str, annotation: Any, default: Any = inspect.Parameter.empty) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+
+
+def _register_config_commands() -> None:
+    """The searches whose settings are a config dataclass: options generated from it (`--config`,
+    `--show-config`), the data and models as the command's own arguments."""
+    from policy.config import EvolutionConfig, InstructionEvolutionConfig
     from rlhfkit.cli.config_options import config_command
 
-    def own(name: str, annotation: Any, default: Any = inspect.Parameter.empty) -> inspect.Parameter:
-        return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
-
+    config_command(app, EvolutionConfig, optimize, name="optimize", help=optimize.__doc__,
+                   aliases={"population_size": ("--population",)}, arguments=[
+        _own("out", Annotated[Path, typer.Option("--out", "-o", help="Folder: result.json, search.json (resume), "
+                                                                    "search.png.")]),
+        _own("task", Annotated[str, typer.Option(help="The task the instruction is for.")],
+            "Answer the request and follow every instruction in it about format, length and wording"),
+        _own("start", Annotated[str | None, typer.Option(help="The starting instruction (default: the task).")], None),
+        _own("prompts", PromptsOpt, "builtin:40"),
+        _own("model", PolicyOpt, "smollm2-135m-instruct"),
+        _own("lm", LmOpt, "smollm2-135m-instruct"),
+        _own("budget", Annotated[int | None, typer.Option(help="Policy calls at most (answers generated).")], None),
+        _own("reward_model", RewardOpt, None),
+        _own("reward_weight", RewardWeightOpt, 1.0),
+        _own("max_new_tokens", TokensOpt, 192)])
     config_command(app, InstructionEvolutionConfig, tune, name="tune", help=tune.__doc__, arguments=[
-        own("out", Annotated[Path, typer.Option("--out", "-o", help="Folder: program.json, report.json, "
+        _own("out", Annotated[Path, typer.Option("--out", "-o", help="Folder: program.json, report.json, "
                                                                     "search.json (resume).")]),
-        own("prompts", PromptsOpt, "builtin:48"),
-        own("model", Annotated[str, typer.Option("--model", help="Model that answers under the instruction: a "
+        _own("prompts", PromptsOpt, "builtin:48"),
+        _own("model", Annotated[str, typer.Option("--model", help="Model that answers under the instruction: a "
                                                              "bundled name or a local folder.")],
             "smollm2-135m-instruct"),
-        own("lm", LmOpt, "smollm2-135m-instruct"),
-        own("start", Annotated[str, typer.Option(help="The starting instruction.")], "Respond to the request."),
-        own("backend", Annotated[str, typer.Option(help="auto (vLLM when installed), transformers or "
+        _own("lm", LmOpt, "smollm2-135m-instruct"),
+        _own("start", Annotated[str, typer.Option(help="The starting instruction.")], "Respond to the request."),
+        _own("backend", Annotated[str, typer.Option(help="auto (vLLM when installed), transformers or "
                                                         "vllm-server.")], "auto"),
-        own("reward_model", RewardOpt, None),
-        own("reward_weight", RewardWeightOpt, 1.0),
-        own("max_new_tokens", TokensOpt, 128)])
+        _own("reward_model", RewardOpt, None),
+        _own("reward_weight", RewardWeightOpt, 1.0),
+        _own("max_new_tokens", TokensOpt, 128)])
 
 
-_register_tune()
+_register_config_commands()

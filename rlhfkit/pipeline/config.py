@@ -20,7 +20,14 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from policy.config import DPOTrainingConfig, GenerationConfig, PolicyEvalConfig, PPOTrainingConfig, RLTrainingConfig
+from policy.config import (
+    DPOTrainingConfig,
+    EvolutionConfig,
+    GenerationConfig,
+    PolicyEvalConfig,
+    PPOTrainingConfig,
+    RLTrainingConfig,
+)
 from policy.prompts import CONSTRAINT_IDS, SOMETIMES_FOLLOWED
 from reward.config import RewardTrainingConfig
 from rlhfkit.core.errors import ConfigError, InputError
@@ -202,24 +209,25 @@ class DSPySection(Section):
     max_new_tokens: int = Field(64, ge=8, description="Answer length limit in the DSPy program.")
 
 
-class InstructionsSection(Section):
-    enabled: bool = Field(True, description="Search for a better system instruction for the updated policy.")
-    task: str = Field("Answer the request and follow every instruction in it about format, length and wording",
-                      description="What the instruction is for (the starting instruction and the LM's brief).")
-    prompts: int = Field(24, ge=2, description="Training prompts the search scores instructions on (30% kept to "
-                         "confirm the winner).")
-    budget: int = Field(160, ge=10, description="Policy calls (answers generated) the search may spend.")
-    population: int = Field(4, ge=2, description="Instructions per generation.")
-    generations: int = Field(2, ge=0, description="Generations after the first.")
-    lm: str = Field("none", description="LM that writes and rewrites instructions: a bundled name, local:PATH, a "
-                    "LiteLLM model string, or 'none' (structural operators only: the default, since the bundled "
-                    "135M model writes instructions that score lower than its start, docs/pipeline.md).")
-    max_new_tokens: int = Field(64, ge=8, description="Answer length limit when scoring an instruction.")
-    reward_weight: float = Field(0.5, ge=0, description="Weight of the reward model against the verifier (1) in "
-                                 "the instruction score.")
-    heldout_check: bool = Field(True, description="Answer the run's held-out prompts under the found instruction "
-                                "and under its start, and report the paired change in pass rate (costs two "
-                                "greedy passes; skipped when the start is kept).")
+InstructionsSection = section_of(
+    EvolutionConfig, "InstructionsSection", exclude=frozenset({"seed", "state_path"}),
+    job={"population_size": (4, "the default job's budget of 160 policy calls"),
+         "generations": (2, "the same budget")},
+    enabled=(bool, Field(True, description="Search for a better system instruction for the updated policy.")),
+    task=(str, Field("Answer the request and follow every instruction in it about format, length and wording",
+                     description="What the instruction is for (the starting instruction and the LM's brief).")),
+    prompts=(int, Field(24, ge=2, description="Training prompts the search scores instructions on (held_out of "
+                        "them kept to confirm the winner).")),
+    budget=(int, Field(160, ge=10, description="Policy calls (answers generated) the search may spend.")),
+    lm=(str, Field("none", description="LM that writes and rewrites instructions: a bundled name, local:PATH, a "
+                   "LiteLLM model string, or 'none' (structural operators only: the default, since the bundled "
+                   "135M model writes instructions that score lower than its start, docs/pipeline.md).")),
+    max_new_tokens=(int, Field(64, ge=8, description="Answer length limit when scoring an instruction.")),
+    reward_weight=(float, Field(0.5, ge=0, description="Weight of the reward model against the verifier (1) in "
+                                "the instruction score.")),
+    heldout_check=(bool, Field(True, description="Answer the run's held-out prompts under the found instruction "
+                               "and under its start, and report the paired change in pass rate (costs two greedy "
+                               "passes; skipped when the start is kept).")))
 
 
 class PipelineConfig(Section):
@@ -280,7 +288,8 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     for name, section, config_cls in (
             ("generate", config.generate, GenerationConfig), ("reward", config.reward, RewardTrainingConfig),
             ("update.dpo", config.update.dpo, DPOTrainingConfig), ("update.rl", config.update.rl, RLTrainingConfig),
-            ("update.ppo", config.update.ppo, PPOTrainingConfig), ("evaluate", config.evaluate, PolicyEvalConfig)):
+            ("update.ppo", config.update.ppo, PPOTrainingConfig), ("evaluate", config.evaluate, PolicyEvalConfig),
+            ("instructions", config.instructions, EvolutionConfig)):
         try:  # the library's own checks (e.g. a GRPO batch that is a multiple of the group), before any work
             config_cls(**section_values(section, config_cls)).validate()
         except ValueError as exc:

@@ -302,8 +302,9 @@ def instructions(ctx: Context) -> dict[str, Any]:
     spec, folder = ctx.config.instructions, ctx.folder("instructions")
     if not spec.enabled:
         return {"skipped": "instructions.enabled is false"}
+    from policy.config import EvolutionConfig
     from policy.generate import Answerer
-    from policy.instructions.evolution import EvolutionaryInstructionOptimizer, EvolutionConfig
+    from policy.instructions.evolution import EvolutionaryInstructionOptimizer
     from policy.instructions.fitness import FitnessEvaluator
     from reward.dspy_metrics import InstructionFollowingMetric
     from rlhfkit.lm.local_lm import lm_and_adapter
@@ -314,8 +315,8 @@ def instructions(ctx: Context) -> dict[str, Any]:
                                           backend=ctx.config.generate.backend), metric, budget=spec.budget)
     lm, adapter = (None, None) if spec.lm == "none" else lm_and_adapter(spec.lm, max_new_tokens=96,
                                                                          backend=ctx.config.generate.backend)
-    config = EvolutionConfig(population_size=spec.population, generations=spec.generations, seed=ctx.config.seed,
-                             elite=min(2, spec.population - 1), state_path=str(folder / "search.json"))
+    config = EvolutionConfig(**section_values(spec, EvolutionConfig), seed=ctx.config.seed,
+                             state_path=str(folder / "search.json"))
     optimizer = EvolutionaryInstructionOptimizer(evaluator, config, lm=lm, adapter=adapter)
     result = optimizer.optimize(spec.task, ctx.prompts("train")[:spec.prompts])
     atomic_write_text(folder / "result.json", json.dumps(result.to_dict(), indent=1))

@@ -12,7 +12,9 @@ from typer.testing import CliRunner
 
 from policy.config import (
     DPOTrainingConfig,
+    EvolutionConfig,
     GenerationConfig,
+    InstructionEvolutionConfig,
     PolicyEvalConfig,
     PPOTrainingConfig,
     RLTrainingConfig,
@@ -67,6 +69,17 @@ def test_generation_and_evaluation_take_their_config_too(command, config_cls, tm
     assert result.exit_code == 1 and "batch_size must be at least 1" in result.output, result.output
 
 
+@pytest.mark.parametrize("command, config_cls", [(("instructions", "optimize", "-o", "s"), EvolutionConfig),
+                                                 (("instructions", "tune", "-o", "t"), InstructionEvolutionConfig)],
+                         ids=["optimize", "tune"])
+def test_the_instruction_searches_take_their_config_too(command, config_cls, tmp_path):
+    assert shown(*command) == yaml.safe_load(yaml.safe_dump(defaults(config_cls)))
+    assert all(field_docs(config_cls).get(field.name) for field in dataclasses.fields(config_cls))
+    path = tmp_path / "settings.yaml"
+    path.write_text("seed: 3\n")
+    assert shown(*command, "--config", str(path))["seed"] == 3
+
+
 def test_rl_chooses_its_config_by_algo_and_refuses_flags_of_the_other():
     assert shown("policy", "rl", "--algo", "ppo") == yaml.safe_load(yaml.safe_dump(defaults(PPOTrainingConfig)))
     assert shown("policy", "rl", "--algo", "rloo")["algo"] == "rloo"
@@ -78,7 +91,8 @@ def test_the_pipeline_sections_are_the_library_configs():
     config = pipeline.PipelineConfig()
     for section, config_cls in ((config.generate, GenerationConfig), (config.reward, RewardTrainingConfig),
                                 (config.update.dpo, DPOTrainingConfig), (config.update.rl, RLTrainingConfig),
-                                (config.update.ppo, PPOTrainingConfig), (config.evaluate, PolicyEvalConfig)):
+                                (config.update.ppo, PPOTrainingConfig), (config.evaluate, PolicyEvalConfig),
+                                (config.instructions, EvolutionConfig)):
         library = defaults(config_cls)
         for name, value in pipeline.section_values(section, config_cls).items():
             if value != library[name]:  # only where the default job says why, in the field's documentation

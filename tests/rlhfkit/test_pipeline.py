@@ -39,7 +39,8 @@ def tiny_config(tmp: Path, **sections) -> dict:
         "update": {"dpo": {"max_steps": 3, "per_device_train_batch_size": 2, "max_length": 128}},
         "evaluate": {"max_new_tokens": 12, "n_bootstrap": 50, "examples": 2},
         "dspy": {"prompts": 2, "max_new_tokens": 8},
-        "instructions": {"prompts": 6, "budget": 30, "population": 2, "generations": 1, "lm": "none",
+        "instructions": {"prompts": 6, "budget": 30, "population_size": 2, "generations": 1, "elite": 1,
+                         "lm": "none",
                          "max_new_tokens": 8},
     }
     for name, values in sections.items():
