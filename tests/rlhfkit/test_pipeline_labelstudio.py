@@ -27,7 +27,7 @@ def test_run_waits_for_people_stops_and_resumes(tmp_path, monkeypatch):
     try:
         monkeypatch.setenv("LABEL_STUDIO_URL", server.url)
         monkeypatch.setenv("LABEL_STUDIO_API_KEY", server.credentials.token)
-        config = tiny_config(tmp_path, prompts={"train": 4, "heldout": 3}, generate={"candidates": 2},
+        config = tiny_config(tmp_path, prompts={"train": 4, "heldout": 3}, generate={"num_candidates": 2},
                              label={"annotator": "labelstudio",
                                     "labelstudio": {"project": "pipeline test", "timeout_s": 8, "poll_s": 0.5}})
         path = write(tmp_path / "run.yaml", config)
