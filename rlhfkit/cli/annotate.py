@@ -21,7 +21,7 @@ from annotation.labelstudio.sync import push as push_pairs
 from preference.errors import DataError
 from preference.pairs import Pair, pairs_from_records, read_pairs
 from preference.store import PreferenceStore, StoreError
-from rlhfkit.cli import annotate_machine
+from rlhfkit.cli import annotate_loop, annotate_machine
 from rlhfkit.cli.console import console, err_console, fail, row_progress, summary_table
 from rlhfkit.core.atomic import atomic_write_text
 from rlhfkit.core.errors import RlhfkitError
@@ -30,6 +30,7 @@ from rlhfkit.core.settings import label_studio_dir
 app = typer.Typer(help="Collect pairwise preferences: Label Studio for people, machine annotators, active selection.",
                   no_args_is_help=True)
 annotate_machine.register(app)
+annotate_loop.register(app)
 
 DEFAULT_PROJECT = "rlhfkit preferences"
 ProjectOpt = Annotated[str, typer.Option("--project", "-p", help="Project title or id.")]
