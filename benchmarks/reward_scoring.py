@@ -42,6 +42,8 @@ at a good fraction of the matmul rate (see naive_roofline_fraction), so batching
 overhead; large batches lose again as activations fall out of the cache. Hence RewardModel's CPU default caps
 batches by padded tokens (reward.model.CPU_MAX_BATCH_TOKENS) rather than by a large count.
 
+Goal: roofline_fraction >= 0.8 (`goal` in the JSON); the speedup over the one-pair loop is reported, not a goal.
+
 Writes benchmarks/results/reward_scoring.json and prints a Rich table.
 """
 
@@ -55,6 +57,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+ROOFLINE_GOAL = 0.8  # useful FLOP/s of the batched forward passes over the measured matmul rate
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -307,6 +310,11 @@ def main() -> None:
         "data": source,
         **{k: v for k, v in main_out.items() if k not in ("pairs_per_s", "naive_pairs_per_s", "speedup")},
     }
+    # The forward passes' share of the matmul rate is what batching can control; the one-pair loop already runs
+    # at a large share of it, so the speedup over that loop is reported, not a goal.
+    result["goal"] = {"metric": "roofline_fraction", "target": ROOFLINE_GOAL,
+                      "met": result["roofline_fraction"] >= ROOFLINE_GOAL,
+                      "reported_not_a_goal": "speedup (batched vs one pair per forward pass)"}
     if short_run is not None:
         result["short_pairs"] = {"data": short_source, **rounded(short_run)}
     if sweep_rows:
