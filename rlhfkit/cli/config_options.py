@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
-from rlhfkit.cli.console import console
+from rlhfkit.cli.console import console, fail
 from rlhfkit.core import fields
 from rlhfkit.core.errors import ConfigError
 
@@ -77,7 +77,10 @@ def config_command(app: typer.Typer, config: type | Mapping[str, type], run: Cal
     with `selector` the option that chooses (`--algo`); the chosen class's field of that name, if it has one, gets
     the choice. A flag given for a field the chosen class lacks is refused, naming the choices it applies to."""
     classes = config if isinstance(config, Mapping) else {"": config}
-    own = [param.replace(kind=inspect.Parameter.KEYWORD_ONLY) for param in arguments]
+    # The command's required data are checked after parsing, so that --show-config works without them.
+    required = {param.name for param in arguments if param.default is inspect.Parameter.empty}
+    own = [param.replace(kind=inspect.Parameter.KEYWORD_ONLY,
+                         default=None if param.name in required else param.default) for param in arguments]
     extra = [
         inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
             Path | None, typer.Option("--config", help="YAML file of settings (the option names with underscores "
@@ -113,6 +116,12 @@ def config_command(app: typer.Typer, config: type | Mapping[str, type], run: Cal
         if show:
             console.print(fields.to_yaml(built).rstrip(), markup=False, highlight=False, soft_wrap=True)
             return
+        missing = next((param for param in context.command.params
+                        if param.name in required and mine[param.name] is None), None)
+        if missing is not None:
+            spelled = missing.opts[0] if missing.param_type_name == "option" else missing.name.upper()
+            fail(f"missing {missing.param_type_name} {spelled}: `{context.command_path} --help` says what it "
+                 "takes", code=2)
         run(built, **mine)
 
     context = inspect.Parameter("context", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)

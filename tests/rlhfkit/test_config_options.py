@@ -111,3 +111,12 @@ def test_changing_a_config_default_changes_the_command_line_and_the_pipeline_tog
     assert result.exit_code == 0 and yaml.safe_load(result.output)["ensemble"] == 3
     section = pipeline.section_of(Changed, "ChangedSection", exclude=pipeline.RUN_LEVEL)
     assert section().ensemble == 3 and section.model_fields["ensemble"].description.startswith("Members trained")
+
+
+@pytest.mark.parametrize("command, missing", [(("reward", "train"), "argument DATA"),
+                                              (("annotate", "loop", "--store", "s", "--out", "o"), "option --pool")],
+                         ids=["reward-train", "annotate-loop"])
+def test_show_config_needs_no_data_but_a_run_does(command, missing):
+    assert "seed" in shown(*command[:2])  # the settings print without the command's data
+    result = runner.invoke(app, list(command), terminal_width=300)
+    assert result.exit_code == 2 and f"missing {missing}" in result.output, result.output
