@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -66,9 +65,10 @@ def _select(pool: Sequence[Pair], labeled: set[str], config: ActiveLoopConfig, r
                          f"(of {len(pool)}); lower start/budget/rounds or add pairs")
     seed = config.seed * 1000 + round_index
     if round_index == 0:
-        return random.Random(seed).sample(rest, want)
+        return [s.pair for s in select_pairs(rest, "random", want, seed=seed, diverse=config.diverse)]
     scorers = _scorers(previous) if config.strategy != "random" and previous else None
-    return [s.pair for s in select_pairs(rest, config.strategy, want, seed=seed, scorers=scorers)]
+    return [s.pair for s in select_pairs(rest, config.strategy, want, seed=seed, scorers=scorers,
+                                         diverse=config.diverse)]
 
 
 def run_active_loop(pool: Sequence[Pair], annotator: Annotator, store: str | Path, out: str | Path,

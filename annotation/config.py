@@ -19,6 +19,9 @@ class ActiveLoopConfig:
     """Pairs labeled in round 0, a seeded random sample of the pool (the first model needs labels to learn from)."""
     budget: int = 50
     """Pairs chosen and labeled in each later round."""
+    diverse: bool = False
+    """No two pairs with near-duplicate prompts in one round's batch while distinct ones are left
+    (`annotation.select.diverse_batch`)."""
     ensemble: int = 2
     """Reward models trained per round (seeds seed, seed+1, ...); `disagreement` compares them, so it needs 2+."""
     seed: int = 0

@@ -6,6 +6,9 @@
                     >= 2 scorers: reward margins of opposite signs first, then the largest spread (std) of margins
                     >= 2 annotators: the largest vote entropy over their labels (a / b / tie / both_bad)
 
+With `diverse=True`, a batch holds no two pairs whose prompts are near-duplicates (the same prompt, or nearly the
+same words), unless too few distinct prompts are left: near-duplicates then fill the rest, best-ranked first.
+
 `select_pairs` returns the chosen pairs, most informative first, each with the number it was ranked by (`score`)
 and a readable `reason`. Equal scores are ordered by a seeded shuffle, so a result depends only on its inputs and
 the seed.
@@ -16,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
+import re
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -26,6 +30,8 @@ from reward.protocols import RewardScorer
 from rlhfkit.core.errors import InputError
 
 STRATEGIES: tuple[str, ...] = ("random", "uncertainty", "disagreement")
+NEAR_DUPLICATE = 0.8
+"""Word-set Jaccard similarity from which two prompts count as near-duplicates in a diverse batch."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,8 +46,10 @@ class Selection:
 
 def select_pairs(pairs: Sequence[Pair], strategy: str, budget: int, *, seed: int = 0,
                  scorers: Sequence[RewardScorer] | None = None,
-                 annotators: Sequence[Annotator] | None = None) -> list[Selection]:
+                 annotators: Sequence[Annotator] | None = None, diverse: bool = False) -> list[Selection]:
     """Choose up to `budget` pairs with `strategy` (see the module docstring); all pairs when budget >= len(pairs).
+    `diverse`: no two chosen pairs have near-duplicate prompts while the ranking has others to offer (see
+    `diverse_batch`).
 
     Raises ValueError for an unknown strategy, a budget that is not a positive integer, or a strategy without what it
     needs (uncertainty: >= 1 scorer; disagreement: >= 2 scorers or >= 2 annotators, not both). `random` ignores
@@ -92,7 +100,32 @@ def select_pairs(pairs: Sequence[Pair], strategy: str, budget: int, *, seed: int
             have = f"{len(scorers)} scorer(s)" if scorers else f"{len(annotators)} annotator(s)"
             raise InputError(f"strategy 'disagreement' needs at least 2 reward scorers or at least 2 annotators to "
                              f"compare; got {have}")
+    if diverse:
+        ranked = diverse_batch(ranked, [pairs[i] for _, i, _ in ranked], budget)
     return [Selection(pairs[i], float(score), reason) for score, i, reason in ranked[:budget]]
+
+
+def _prompt_words(prompt: Any) -> frozenset[str]:
+    text = prompt if isinstance(prompt, str) else " ".join(m.get("content", "") for m in prompt)
+    return frozenset(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def diverse_batch(ranked: list[Any], ranked_pairs: list[Pair], budget: int) -> list[Any]:
+    """The first `budget` entries of `ranked` (in its order) skipping any whose prompt is a near-duplicate of a
+    prompt already taken: word-set Jaccard similarity >= NEAR_DUPLICATE (the same prompt, or nearly the same
+    words). Skipped entries fill what is left when the distinct ones run out."""
+    taken: list[frozenset[str]] = []
+    kept, skipped = [], []
+    for entry, pair in zip(ranked, ranked_pairs, strict=True):
+        if len(kept) == budget:
+            break
+        words = _prompt_words(pair.prompt)
+        if any(len(words & other) >= NEAR_DUPLICATE * len(words | other) for other in taken):
+            skipped.append(entry)
+            continue
+        taken.append(words)
+        kept.append(entry)
+    return kept + skipped[: budget - len(kept)]
 
 
 def _margins(pairs: list[Pair], scorers: list[RewardScorer]) -> list[list[float]]:

@@ -153,6 +153,8 @@ def select(
         "--reward-model", help="Reward model folder(s) for 'uncertainty' (margin near zero) or 'disagreement' "
         "(spread across models; an ensemble folder counts as its members). Repeatable.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the random sample and of tie-breaking.")] = 0,
+    diverse: Annotated[bool, typer.Option(help="No two chosen pairs with near-duplicate prompts while distinct ones "
+                                          "are left.")] = False,
 ) -> None:
     """Choose the BUDGET most informative pairs of PAIRS_FILE for people to label, and write them to --out."""
     if strategy not in STRATEGIES:
@@ -173,12 +175,13 @@ def select(
     try:
         if scorers:
             with row_progress(f"scoring {len(pairs)} pairs with {len(scorers)} reward model(s)", total=None):
-                chosen = select_pairs(pairs, strategy, budget, seed=seed, scorers=scorers)
+                chosen = select_pairs(pairs, strategy, budget, seed=seed, scorers=scorers, diverse=diverse)
         elif annotators:
             with row_progress(f"judging {len(pairs)} pairs with {len(annotators)} annotators", total=None):
-                chosen = select_pairs(pairs, strategy, budget, seed=seed, annotators=annotators)
+                chosen = select_pairs(pairs, strategy, budget, seed=seed, annotators=annotators,
+                                      diverse=diverse)
         else:
-            chosen = select_pairs(pairs, strategy, budget, seed=seed)
+            chosen = select_pairs(pairs, strategy, budget, seed=seed, diverse=diverse)
     except RlhfkitError as exc:
         fail(str(exc))
     try:

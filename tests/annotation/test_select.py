@@ -191,3 +191,19 @@ def test_equal_scores_are_ordered_by_the_seed():
 def test_bad_input_is_a_clear_value_error(kwargs, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         select_pairs(PAIRS, **kwargs)
+
+
+def test_a_diverse_batch_skips_near_duplicate_prompts_until_distinct_ones_run_out():
+    template = "Write a short poem about the sea and the wind at night, in four lines, item {}."
+    near = [Pair(template.format(i), "a" * 10, "b" * (10 + i)) for i in range(6)]  # one word differs: near-dups
+    distinct = [Pair(f"Summarise {topic} in one sentence.", "a" * 10, "b" * 30)
+                for topic in ("the news", "this recipe")]
+    pool = near + distinct
+    plain = select_pairs(pool, "uncertainty", 3, scorers=[LengthScorer()])
+    assert [s.pair for s in plain] == near[:3]  # smallest margins: the templated prompts
+    diverse = select_pairs(pool, "uncertainty", 3, scorers=[LengthScorer()], diverse=True)
+    # One of the template, then the distinct ones (equal margins: the seed orders them).
+    assert diverse[0].pair == near[0] and {id(s.pair) for s in diverse[1:]} == {id(p) for p in distinct}
+    filled = select_pairs(pool, "uncertainty", 4, scorers=[LengthScorer()], diverse=True)
+    assert filled[3].pair == near[1]  # too few distinct prompts: the best-ranked near-duplicate fills
+    assert len(select_pairs(pool, "random", 8, diverse=True)) == 8

@@ -126,6 +126,8 @@ def test_select_random_with_a_budget_above_the_pair_count(tmp_path, pairs_file):
     assert result.exit_code == 0, result.output
     assert len(read_pairs(out)) == 5 and "all were written" in result.flat
     assert sorted(p.pair_id for p in read_pairs(out)) == sorted(p.pair_id for p in read_pairs(pairs_file))
+    diverse = run("select", pairs_file, "--strategy", "random", "--budget", 50, "--out", out, "--diverse")
+    assert diverse.exit_code == 0 and len(read_pairs(out)) == 5, diverse.output  # distinct prompts: all of them
 
 
 @pytest.mark.parametrize(("args", "message"), [
