@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -35,29 +34,26 @@ def loop(config: ActiveLoopConfig, *, pool: Path, store: Path, out: Path, annota
             "reward model": result.model}))
 
 
-def _own(name: str, annotation: Any, default: Any = inspect.Parameter.empty) -> inspect.Parameter:
-    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
-
 
 def register(app: typer.Typer) -> None:
     """Add `loop` to the `rlhfkit annotate` app: options from ActiveLoopConfig, the data as its own arguments."""
-    from rlhfkit.cli.config_options import config_command
+    from rlhfkit.cli.config_options import config_command, own
 
     config_command(app, ActiveLoopConfig, loop, name="loop", help=loop.__doc__, arguments=[
-        _own("pool", Annotated[Path, typer.Option("--pool", help="Unlabeled pairs to choose from (.jsonl, .parquet "
+        own("pool", Annotated[Path, typer.Option("--pool", help="Unlabeled pairs to choose from (.jsonl, .parquet "
                                                   "or .csv with prompt, response_a, response_b, metadata).")]),
-        _own("store", Annotated[Path, typer.Option("--store", "-s", help="Preference store that receives the "
+        own("store", Annotated[Path, typer.Option("--store", "-s", help="Preference store that receives the "
                                                    "judgments (created if missing).")]),
-        _own("out", Annotated[Path, typer.Option("--out", "-o", help="Folder of the rounds (resume).")]),
-        _own("annotator", Annotated[str, typer.Option("--annotator", "-a", help="Machine annotator: verifier, "
+        own("out", Annotated[Path, typer.Option("--out", "-o", help="Folder of the rounds (resume).")]),
+        own("annotator", Annotated[str, typer.Option("--annotator", "-a", help="Machine annotator: verifier, "
                                                       "judge or reward (see `annotate label`).")], "verifier"),
-        _own("mode", Annotated[str, typer.Option(help="Verifier mode: strict or loose.")], "strict"),
-        _own("judge_lm", Annotated[str, typer.Option(help="The judge's LM for --annotator judge.")],
+        own("mode", Annotated[str, typer.Option(help="Verifier mode: strict or loose.")], "strict"),
+        own("judge_lm", Annotated[str, typer.Option(help="The judge's LM for --annotator judge.")],
              DEFAULT_JUDGE_LM),
-        _own("reward_model", Annotated[str | None, typer.Option(help="Reward model folder for --annotator reward "
+        own("reward_model", Annotated[str | None, typer.Option(help="Reward model folder for --annotator reward "
                                                                 "(the annotator, not the model the loop trains).")],
              None),
-        _own("reward_config", Annotated[Path | None, typer.Option(help="YAML of RewardTrainingConfig for the "
+        own("reward_config", Annotated[Path | None, typer.Option(help="YAML of RewardTrainingConfig for the "
                                                                   "model each round trains (see `rlhfkit reward "
                                                                   "train --show-config`).")], None),
     ])

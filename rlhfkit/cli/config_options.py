@@ -67,6 +67,11 @@ def config_parameters(classes: Mapping[str, type], aliases: Mapping[str, Sequenc
     return params
 
 
+def own(name: str, annotation: Any, default: Any = inspect.Parameter.empty) -> inspect.Parameter:
+    """One of a config command's own arguments (its data, its models), for `config_command(arguments=...)`."""
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+
+
 def config_command(app: typer.Typer, config: type | Mapping[str, type], run: Callable[..., None], *, name: str,
                    arguments: Sequence[inspect.Parameter] = (), aliases: Mapping[str, Sequence[str]] = {},
                    selector: str | None = None, help: str | None = None) -> None:
@@ -79,7 +84,7 @@ def config_command(app: typer.Typer, config: type | Mapping[str, type], run: Cal
     classes = config if isinstance(config, Mapping) else {"": config}
     # The command's required data are checked after parsing, so that --show-config works without them.
     required = {param.name for param in arguments if param.default is inspect.Parameter.empty}
-    own = [param.replace(kind=inspect.Parameter.KEYWORD_ONLY,
+    own_params = [param.replace(kind=inspect.Parameter.KEYWORD_ONLY,
                          default=None if param.name in required else param.default) for param in arguments]
     extra = [
         inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
@@ -95,7 +100,7 @@ def config_command(app: typer.Typer, config: type | Mapping[str, type], run: Cal
                                           annotation=Annotated[choice_type, typer.Option(
                                               f"--{selector}", help=f"One of {', '.join(classes)}.")]))
     settings = config_parameters(classes, aliases, skip={selector} if selector else ())
-    names = {param.name for param in own}
+    names = {param.name for param in own_params}
 
     def command(context: typer.Context, **values: Any) -> None:
         path, show = values.pop("config"), values.pop("show_config")
@@ -125,7 +130,7 @@ def config_command(app: typer.Typer, config: type | Mapping[str, type], run: Cal
         run(built, **mine)
 
     context = inspect.Parameter("context", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
-    command.__signature__ = inspect.Signature([context, *own, *settings, *extra])  # type: ignore[attr-defined]
+    command.__signature__ = inspect.Signature([context, *own_params, *settings, *extra])  # type: ignore[attr-defined]
     command.__annotations__ = {param.name: param.annotation for param in command.__signature__.parameters.values()}
     command.__doc__ = help or run.__doc__
     command.__name__ = name.replace("-", "_")

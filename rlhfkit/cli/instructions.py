@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 from pathlib import Path
@@ -176,44 +175,41 @@ def tune(config: Any, *, out: Path, prompts: str, model: str, lm: str, start: st
         "program": out / "program.json"}))
 
 
-def _own(name: str, annotation: Any, default: Any = inspect.Parameter.empty) -> inspect.Parameter:
-    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
-
 
 def _register_config_commands() -> None:
     """The searches whose settings are a config dataclass: options generated from it (`--config`,
     `--show-config`), the data and models as the command's own arguments."""
     from policy.config import EvolutionConfig, InstructionEvolutionConfig
-    from rlhfkit.cli.config_options import config_command
+    from rlhfkit.cli.config_options import config_command, own
 
     config_command(app, EvolutionConfig, optimize, name="optimize", help=optimize.__doc__,
                    aliases={"population_size": ("--population",)}, arguments=[
-        _own("out", Annotated[Path, typer.Option("--out", "-o", help="Folder: result.json, search.json (resume), "
+        own("out", Annotated[Path, typer.Option("--out", "-o", help="Folder: result.json, search.json (resume), "
                                                                     "search.png.")]),
-        _own("task", Annotated[str, typer.Option(help="The task the instruction is for.")],
+        own("task", Annotated[str, typer.Option(help="The task the instruction is for.")],
             "Answer the request and follow every instruction in it about format, length and wording"),
-        _own("start", Annotated[str | None, typer.Option(help="The starting instruction (default: the task).")], None),
-        _own("prompts", PromptsOpt, "builtin:40"),
-        _own("model", PolicyOpt, "smollm2-135m-instruct"),
-        _own("lm", LmOpt, "smollm2-135m-instruct"),
-        _own("budget", Annotated[int | None, typer.Option(help="Policy calls at most (answers generated).")], None),
-        _own("reward_model", RewardOpt, None),
-        _own("reward_weight", RewardWeightOpt, 1.0),
-        _own("max_new_tokens", TokensOpt, 192)])
+        own("start", Annotated[str | None, typer.Option(help="The starting instruction (default: the task).")], None),
+        own("prompts", PromptsOpt, "builtin:40"),
+        own("model", PolicyOpt, "smollm2-135m-instruct"),
+        own("lm", LmOpt, "smollm2-135m-instruct"),
+        own("budget", Annotated[int | None, typer.Option(help="Policy calls at most (answers generated).")], None),
+        own("reward_model", RewardOpt, None),
+        own("reward_weight", RewardWeightOpt, 1.0),
+        own("max_new_tokens", TokensOpt, 192)])
     config_command(app, InstructionEvolutionConfig, tune, name="tune", help=tune.__doc__, arguments=[
-        _own("out", Annotated[Path, typer.Option("--out", "-o", help="Folder: program.json, report.json, "
+        own("out", Annotated[Path, typer.Option("--out", "-o", help="Folder: program.json, report.json, "
                                                                     "search.json (resume).")]),
-        _own("prompts", PromptsOpt, "builtin:48"),
-        _own("model", Annotated[str, typer.Option("--model", help="Model that answers under the instruction: a "
+        own("prompts", PromptsOpt, "builtin:48"),
+        own("model", Annotated[str, typer.Option("--model", help="Model that answers under the instruction: a "
                                                              "bundled name or a local folder.")],
             "smollm2-135m-instruct"),
-        _own("lm", LmOpt, "smollm2-135m-instruct"),
-        _own("start", Annotated[str, typer.Option(help="The starting instruction.")], "Respond to the request."),
-        _own("backend", Annotated[str, typer.Option(help="auto (vLLM when installed), transformers or "
+        own("lm", LmOpt, "smollm2-135m-instruct"),
+        own("start", Annotated[str, typer.Option(help="The starting instruction.")], "Respond to the request."),
+        own("backend", Annotated[str, typer.Option(help="auto (vLLM when installed), transformers or "
                                                         "vllm-server.")], "auto"),
-        _own("reward_model", RewardOpt, None),
-        _own("reward_weight", RewardWeightOpt, 1.0),
-        _own("max_new_tokens", TokensOpt, 128)])
+        own("reward_model", RewardOpt, None),
+        own("reward_weight", RewardWeightOpt, 1.0),
+        own("max_new_tokens", TokensOpt, 128)])
 
 
 _register_config_commands()

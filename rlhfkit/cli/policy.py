@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from rlhfkit.cli.config_options import TRAINING_ALIASES, config_command
+from rlhfkit.cli.config_options import TRAINING_ALIASES, config_command, own
 from rlhfkit.cli.console import console, summary_table
 
 app = typer.Typer(help="Generate candidates, update a policy (SFT, DPO, GRPO, RLOO, PPO) and evaluate it.",
@@ -118,12 +118,9 @@ def rl(config: Any, prompts: str, limit: int | None) -> None:
     console.print(f"curves (reward, KL, length): {Path(config.output_dir) / 'curves.png'}")
 
 
-def _keyword(name: str, annotation: Any, default: Any = inspect.Parameter.empty) -> inspect.Parameter:
-    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
-
 
 def _limit(what: str) -> inspect.Parameter:
-    return _keyword("limit", Annotated[int | None, typer.Option(help=f"{what} only the first N prompts.")], None)
+    return own("limit", Annotated[int | None, typer.Option(help=f"{what} only the first N prompts.")], None)
 
 
 def _register_config_commands() -> None:
@@ -138,11 +135,11 @@ def _register_config_commands() -> None:
         SFTTrainingConfig,
     )
 
-    prompts = _keyword("prompts", PromptsOpt, "builtin")
+    prompts = own("prompts", PromptsOpt, "builtin")
     engine = {"system_prompt": ("--system",)}
     config_command(app, GenerationConfig, generate, name="generate",
                    aliases={**engine, "num_candidates": ("-k",)},
-                   arguments=[_keyword("out", Annotated[Path, typer.Option(
+                   arguments=[own("out", Annotated[Path, typer.Option(
                        "--out", "-o", help="Candidates JSONL (one line per prompt).")]), prompts, _limit("Answer")])
     data = inspect.Parameter("data", inspect.Parameter.POSITIONAL_ONLY, annotation=Annotated[Path, typer.Argument(
         help="Preference store or any importable preference file.")])
@@ -158,12 +155,12 @@ def _register_config_commands() -> None:
     config_command(app, PolicyEvalConfig, eval_cmd, name="eval", aliases=engine, arguments=[
         inspect.Parameter("model", inspect.Parameter.POSITIONAL_ONLY, annotation=Annotated[str, typer.Argument(
             help="Policy to evaluate (a run's model/ folder, or any model name).")]),
-        _keyword("out", Annotated[Path, typer.Option("--out", "-o", help="Folder for answers, eval.json and "
+        own("out", Annotated[Path, typer.Option("--out", "-o", help="Folder for answers, eval.json and "
                                                                          "eval.png.")]),
         prompts,
-        _keyword("reference", Annotated[str | None, typer.Option(
+        own("reference", Annotated[str | None, typer.Option(
             help="Reference policy (e.g. the model before training).")], None),
-        _keyword("reward_model", Annotated[Path | None, typer.Option(
+        own("reward_model", Annotated[Path | None, typer.Option(
             help="Reward model for the win rate against --reference.")], None),
         _limit("Evaluate")])
 
