@@ -48,14 +48,6 @@ def _labeled_ids(store: PreferenceStore) -> set[str]:
     return {record.pair_id for record in store.records()} if PreferenceStore.is_store(store.path) else set()
 
 
-def _scorers(model: str) -> list[Any]:
-    """The previous round's members, each a scorer of its own (disagreement compares them)."""
-    from reward.model import RewardModel, member_folders
-
-    folders = member_folders(model) or [Path(model)]
-    return [RewardModel.load(folder) for folder in folders]
-
-
 def _select(pool: Sequence[Pair], labeled: set[str], config: ActiveLoopConfig, round_index: int,
             previous: str | None) -> list[Pair]:
     rest = [pair for pair in pool if pair.pair_id not in labeled]
@@ -66,7 +58,9 @@ def _select(pool: Sequence[Pair], labeled: set[str], config: ActiveLoopConfig, r
     seed = config.seed * 1000 + round_index
     if round_index == 0:
         return [s.pair for s in select_pairs(rest, "random", want, seed=seed, diverse=config.diverse)]
-    scorers = _scorers(previous) if config.strategy != "random" and previous else None
+    from reward.model import member_scorers
+
+    scorers = member_scorers(previous) if config.strategy != "random" and previous else None
     return [s.pair for s in select_pairs(rest, config.strategy, want, seed=seed, scorers=scorers,
                                          diverse=config.diverse)]
 
@@ -76,8 +70,6 @@ def run_active_loop(pool: Sequence[Pair], annotator: Annotator, store: str | Pat
                     on_round: Callable[[RoundResult], None] | None = None) -> list[RoundResult]:
     """Run (or resume) the loop; returns every round's result, finished ones included. `reward`: the training
     settings of each round's model (its output_dir, ensemble and seed are set per round)."""
-    from reward.train import train_reward_model
-
     config = config or ActiveLoopConfig()
     config.validate()
     reward = reward or RewardTrainingConfig()
@@ -102,8 +94,7 @@ def run_active_loop(pool: Sequence[Pair], annotator: Annotator, store: str | Pat
         if done.exists():
             result = RoundResult(**json.loads(done.read_text()))
         else:
-            result = _run_round(pool, annotator, store, folder, config, reward, round_index, previous,
-                                train_reward_model)
+            result = _run_round(pool, annotator, store, folder, config, reward, round_index, previous)
             atomic_write_text(done, json.dumps(result.as_dict(), indent=1))
         results.append(result)
         previous = result.model
@@ -113,8 +104,10 @@ def run_active_loop(pool: Sequence[Pair], annotator: Annotator, store: str | Pat
 
 
 def _run_round(pool: list[Pair], annotator: Annotator, store: PreferenceStore, folder: Path,
-               config: ActiveLoopConfig, reward: RewardTrainingConfig, round_index: int, previous: str | None,
-               train: Callable[..., Any]) -> RoundResult:
+               config: ActiveLoopConfig, reward: RewardTrainingConfig, round_index: int, previous: str | None
+               ) -> RoundResult:
+    from reward.train import train_reward_model  # torch and TRL: only when a round runs
+
     folder.mkdir(parents=True, exist_ok=True)
     chosen_file = folder / "selected.jsonl"
     labeled = _labeled_ids(store)
@@ -130,11 +123,12 @@ def _run_round(pool: list[Pair], annotator: Annotator, store: PreferenceStore, f
     records = [r for r in annotator.annotate(todo) if r is not None] if todo else []
     if records:
         store.append(records, note=f"active loop round {round_index} ({config.strategy}) by {annotator.name}")
-    after = _labeled_ids(store)
+    judgments = list(store.records())  # one read: what to train on and which pairs are labeled
+    after = {record.pair_id for record in judgments}
     given = sum(pair.pair_id in after for pair in chosen)
     log.info("round %d: %d pairs chosen, %d labeled", round_index, len(chosen), given)
     model_dir = folder / "rm"
     round_reward = dataclasses.replace(reward, output_dir=str(model_dir), ensemble=config.ensemble,
                                        seed=config.seed + round_index, resume=True)
-    train(list(store.records()), round_reward)
+    train_reward_model(judgments, round_reward)
     return RoundResult(round_index, len(chosen), given, len(after), str(model_dir / "model"))

@@ -495,6 +495,12 @@ def member_folders(folder: str | Path) -> list[Path]:
     return [child for _, child in sorted(found)]
 
 
+def member_scorers(path: str | Path) -> list[RewardModel]:
+    """One scorer per member: an ensemble folder's members, or the one model (disagreement compares them)."""
+    model = load_reward_model(path)
+    return list(model.members) if isinstance(model, RewardEnsemble) else [model]
+
+
 def load_reward_model(path_or_paths: str | Path | Sequence[str | Path], *, device: str | torch.device | None = None,
                       dtype: torch.dtype | None = None) -> RewardModel | RewardEnsemble:
     """A RewardEnsemble for a list of folders or a folder with member-*/ subfolders, else a RewardModel."""

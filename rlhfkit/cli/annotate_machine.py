@@ -206,15 +206,14 @@ def select(
 
 def _reward_scorers(paths: list[str]) -> list[Any]:
     """One scorer per reward model; an ensemble folder contributes each member (their spread is the signal)."""
-    from reward.model import RewardEnsemble, load_reward_model
+    from reward.model import member_scorers
 
     scorers: list[Any] = []
     for path in paths:
         try:
-            model = load_reward_model(path)
+            scorers += member_scorers(path)
         except (RlhfkitError, OSError) as exc:
             fail(f"--reward-model {path}: {exc}")
-        scorers += list(model.members) if isinstance(model, RewardEnsemble) else [model]
     return scorers
 
 
