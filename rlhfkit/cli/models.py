@@ -10,16 +10,18 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from rlhfkit.cli.config_options import Typer
 from rlhfkit.models.registry import BUNDLED, ModelNotFoundError, list_models, resolve_model
 
-app = typer.Typer(help="List the bundled models and prepare them for offline use.", no_args_is_help=True)
+app = Typer(help="List the bundled models and prepare them for offline use.", no_args_is_help=True)
 console = Console()
 
 
 @app.command("list")
 def list_command() -> None:
-    """Show the bundled models: installed or not, and where their ready-to-load folder is."""
-    table = Table(title="Bundled models")
+    """Show the bundled models (and the opt-in ones): installed or not, and where their ready-to-load folder is."""
+    table = Table(title="Models by short name", caption="opt-in: not installed by setup; its joined file is checked "
+                  "against the upstream sha256")
     # Names must stay copy-pasteable; long paths fold instead.
     for column in ("name", "kind", "installed"):
         table.add_column(column, no_wrap=True)
@@ -33,6 +35,7 @@ def list_command() -> None:
         else:
             ready = f"[red]pip install --no-deps {escape(row['requirement'])}[/]"
         installed = "[green]yes[/]" if row["installed"] else "[red]no[/]"
+        installed += " [dim](opt-in)[/]" if row["opt_in"] else ""
         table.add_row(row["name"], row["kind"], installed, ready, escape(row["description"]))
     console.print(table)
 
@@ -41,7 +44,8 @@ def list_command() -> None:
 def prepare_command(
     names: Annotated[
         list[str] | None,
-        typer.Argument(help="Short names, folders, .gguf files or Hugging Face ids; default: all bundled models."),
+        typer.Argument(help="Short names (opt-in ones too), folders, .gguf files or Hugging Face ids; default: all "
+                     "bundled models."),
     ] = None,
 ) -> None:
     """Resolve each model, converting GGUF files once into the cache, and print the folder to load."""

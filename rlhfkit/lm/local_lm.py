@@ -155,14 +155,14 @@ def lm_and_adapter(spec: Any, *, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, b
     import dspy
 
     from rlhfkit.lm.plain_adapter import PlainAdapter
-    from rlhfkit.models.registry import BUNDLED
+    from rlhfkit.models.registry import KNOWN
 
     if not isinstance(spec, str):
         return spec, None
     import os
 
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # LiteLLM's bundled price list: no download
-    if spec in BUNDLED or spec.startswith("local:"):
+    if spec in KNOWN or spec.startswith("local:"):
         return local_dspy_lm(spec.removeprefix("local:"), max_new_tokens=max_new_tokens, backend=backend), \
             PlainAdapter()
     return dspy.LM(spec), dspy.ChatAdapter()

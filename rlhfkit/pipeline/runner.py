@@ -23,7 +23,7 @@ from rlhfkit import __version__
 from rlhfkit.core.atomic import atomic_write_text
 from rlhfkit.core.errors import InputError
 from rlhfkit.core.machine import machine_info
-from rlhfkit.models.registry import BUNDLED, ModelNotFoundError, resolve_model
+from rlhfkit.models.registry import KNOWN, ModelNotFoundError, resolve_model
 from rlhfkit.models.vllm_server import cpu_build, stop_all
 from rlhfkit.pipeline.config import PipelineConfig
 from rlhfkit.pipeline.headline import headlines
@@ -71,7 +71,7 @@ def _check_models(config: PipelineConfig) -> None:
         named.append(("instructions.lm", config.instructions.lm))
     for field, name in named:
         if field in ("label.judge_lm", "instructions.lm"):
-            if name not in BUNDLED and not name.startswith("local:"):
+            if name not in KNOWN and not name.startswith("local:"):
                 continue  # a LiteLLM model string: served elsewhere
             name = name.removeprefix("local:")
         try:
