@@ -16,6 +16,7 @@ from typing import Literal
 from rlhfkit.core.checks import require
 from rlhfkit.core.errors import InputError
 from rlhfkit.core.stats import CI_LEVEL
+from rlhfkit.core.tracking import no_trackers, trackers
 
 
 @dataclasses.dataclass
@@ -72,6 +73,10 @@ class PolicyTrainingConfig:
     """Log (and plot) the losses every this many optimiser steps."""
     resume: bool = False
     """Continue an interrupted run from the last checkpoint in output_dir."""
+    report_to: list[str] = dataclasses.field(default_factory=no_trackers)
+    """Experiment trackers besides train_log.json and curves.png: none, or any of tensorboard, trackio, wandb
+    (offline unless WANDB_MODE says otherwise), mlflow (see `rlhfkit.core.tracking`). The package must be
+    installed."""
 
     def validate(self) -> None:
         """Raise ValueError naming the bad field (before any work starts)."""
@@ -83,6 +88,7 @@ class PolicyTrainingConfig:
             (self.lora_r >= 1, "lora_r must be at least 1"),
             (self.save_steps >= 1 and self.logging_steps >= 1, "save_steps and logging_steps must be at least 1"),
         ]
+        trackers(self.report_to)  # an unknown or uninstalled tracker fails here, before any work
         require(checks, type(self).__name__)
 
 

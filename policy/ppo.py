@@ -48,9 +48,10 @@ from policy.ppo_core import (
 )
 from policy.prompts import PromptItem
 from policy.rewards import check_reward_sources, reward_functions, verifier_columns
-from policy.training import peft_config, plot_curves, prepare_output, use_bf16
+from policy.training import peft_config, plot_curves, prepare_output, use_bf16, write_policy_card
 from rlhfkit.core.atomic import atomic_dir, atomic_write_text
 from rlhfkit.core.errors import InputError, TrainingDiverged
+from rlhfkit.core.tracking import trackers
 from rlhfkit.models.registry import resolve_model
 
 log = logging.getLogger(__name__)
@@ -98,8 +99,13 @@ class PPOTrainer:
         from accelerate import Accelerator
 
         self.config, self.prompts = config, list(prompts)
+        self.trackers = trackers(config.report_to)
+        # The Accelerator comes first: it sets up the processes (from ACCELERATE_USE_CPU too) that the run folder's
+        # check waits on.
         self.accelerator = Accelerator(gradient_accumulation_steps=config.gradient_accumulation_steps,
-                                       mixed_precision="bf16" if use_bf16(config) else "no")
+                                       mixed_precision="bf16" if use_bf16(config) else "no",
+                                       log_with=self.trackers or None,
+                                       project_dir=str(Path(config.output_dir) / "checkpoints"))
         self.out = prepare_output(config)
         self.rewards = reward_functions(config, extra_rewards, device=self.accelerator.device)
         torch.manual_seed(config.seed)
@@ -332,6 +338,8 @@ class PPOTrainer:
                 atomic_write_text(tmp / "rlhfkit_policy.json", json.dumps(
                     {"method": "ppo", "base_model": self.config.model, "lora": self.config.lora,
                      "system_prompt": self.config.system_prompt}, indent=1))
+                final = {k: v for k, v in self.history[-1].items() if k != "example"} if self.history else {}
+                write_policy_card(tmp, self.config, "ppo", final, self.out / "model")
             with atomic_dir(self.out / "critic") as tmp:
                 self.accelerator.unwrap_model(self.critic).save_pretrained(tmp)
         self.accelerator.wait_for_everyone()
@@ -343,6 +351,9 @@ class PPOTrainer:
         if config.resume:
             self.load_last_checkpoint()
         started, first_step = time.perf_counter(), self.step
+        if self.trackers:
+            self.accelerator.init_trackers("rlhfkit-ppo", config={k: v for k, v in dataclasses.asdict(config).items()
+                                                                 if isinstance(v, int | float | str | bool)})
         with tqdm(total=config.updates, initial=self.step, desc="PPO", unit="update",
                   disable=not self.accelerator.is_main_process) as bar:
             while self.step < config.updates:
@@ -351,6 +362,9 @@ class PPOTrainer:
                     raise TrainingDiverged(f"the PPO loss became non-finite at update {self.step}: lower the "
                                            "learning rate, or check the reward for NaN")
                 bar.set_postfix(score=f"{entry['score']:.3f}", kl=f"{entry['kl']:.3f}")
+                if self.trackers and self.step % config.logging_steps == 0:
+                    self.accelerator.log({k: v for k, v in entry.items() if k not in ("step", "example")},
+                                         step=self.step)
                 bar.update(1)
                 if self.step % config.logging_steps == 0:
                     log.info("update %d: score %.4f, kl %.4f, value loss %.4f", self.step, entry["score"],
@@ -358,6 +372,8 @@ class PPOTrainer:
                 if self.step % config.save_steps == 0 or self.step == config.updates:
                     self.save_checkpoint()
         runtime = time.perf_counter() - started
+        if self.trackers:
+            self.accelerator.end_training()
         self.save_final()
         summary = {"method": "ppo", "model": config.model, "final_model": str(self.out / "model"),
                    "critic": str(self.out / "critic"), "lora": config.lora, "updates": self.step,

@@ -20,8 +20,9 @@ import torch
 
 from policy.config import PolicyTrainingConfig
 from rlhfkit.core.atomic import atomic_path, atomic_write_text, swap_in_dir
-from rlhfkit.core.callbacks import StopOnNonFiniteLoss
+from rlhfkit.core.callbacks import StopOnNonFiniteLoss, show_metrics_on_the_bar
 from rlhfkit.core.run_dir import last_complete_checkpoint, prepare_run_dir
+from rlhfkit.core.tracking import trackers
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +52,9 @@ def trl_common_args(config: PolicyTrainingConfig) -> dict[str, Any]:
         "save_steps": config.save_steps,
         "save_total_limit": 2,
         "logging_steps": config.logging_steps,
-        "report_to": [],
+        "report_to": trackers(config.report_to),
         "dataloader_num_workers": 0,
+        "disable_tqdm": False,  # the bar stays when transformers' logs are quiet (its default hides it then)
     }
 
 
@@ -82,6 +84,7 @@ def train_and_save(trainer: Any, config: PolicyTrainingConfig, method: str, extr
     out = Path(config.output_dir)
     checkpoints = out / "checkpoints"
     last = last_complete_checkpoint(checkpoints) if config.resume else None
+    show_metrics_on_the_bar(trainer)
     if last:
         log.info("resuming from %s", last)
     result = trainer.train(resume_from_checkpoint=last)
@@ -102,6 +105,7 @@ def train_and_save(trainer: Any, config: PolicyTrainingConfig, method: str, extr
         atomic_write_text(tmp / "rlhfkit_policy.json", json.dumps(
             {"method": method, "base_model": config.model, "lora": config.lora,
              "system_prompt": config.system_prompt}, indent=1))
+        write_policy_card(tmp, config, method, result.metrics, out / "model")
         swap_in_dir(tmp, out / "model")  # a half-written save never replaces a finished model
         history = trainer.state.log_history
         atomic_write_text(out / "train_log.json", json.dumps(history, indent=1))
@@ -109,6 +113,17 @@ def train_and_save(trainer: Any, config: PolicyTrainingConfig, method: str, extr
         atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=str))
     trainer.accelerator.wait_for_everyone()
     return summary
+
+
+def write_policy_card(folder: Path, config: PolicyTrainingConfig, method: str, metrics: dict[str, Any],
+                      final: Path) -> None:
+    """The model card of a saved policy or adapter (`final`: where the folder ends up)."""
+    from rlhfkit.models.card import write_model_card
+
+    usage = (f'from policy.model import load_policy\nmodel, tokenizer = load_policy("{final}")  # an adapter loads '
+             'merged onto its base')
+    write_model_card(folder, kind="policy", method=method, base_model=config.model, adapter=config.lora,
+                     metrics={f"train/{k}": v for k, v in metrics.items()}, usage=usage)
 
 
 def plot_curves(history: list[dict[str, Any]], keys: Sequence[str], path: Path, title: str) -> Path | None:
@@ -126,7 +141,7 @@ def plot_curves(history: list[dict[str, Any]], keys: Sequence[str], path: Path, 
     rows = -(-len(series) // columns)
     figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.2 * rows), squeeze=False)
     for ax, (key, points) in zip(axes.flat, series.items()):
-        ax.plot(*zip(*points), marker="." if len(points) < 30 else None)
+        ax.plot(*zip(*points), marker="o" if len(points) < 30 else None)  # one point of a short run shows
         ax.set(title=key, xlabel="step")
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(series):]:

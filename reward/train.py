@@ -26,9 +26,10 @@ from reward.linear_probe import ProbeFit, fit_head_probe, set_head
 from reward.meta import RewardMeta
 from reward.pooling import apply_pooling, resolve_pooling, saved_pooling
 from rlhfkit.core.atomic import atomic_dir, atomic_write_text
-from rlhfkit.core.callbacks import StopOnNonFiniteLoss
+from rlhfkit.core.callbacks import StopOnNonFiniteLoss, show_metrics_on_the_bar
 from rlhfkit.core.errors import InputError
 from rlhfkit.core.run_dir import is_main_process, last_complete_checkpoint, prepare_run_dir
+from rlhfkit.core.tracking import trackers
 from rlhfkit.models.registry import resolve_model
 
 log = logging.getLogger(__name__)
@@ -96,9 +97,10 @@ def _trl_config(config: RewardTrainingConfig, checkpoints: Path, seed: int, has_
         save_total_limit=2,
         logging_steps=config.logging_steps,
         eval_strategy="epoch" if has_eval else "no",
-        report_to=[],
+        report_to=trackers(config.report_to),
         remove_unused_columns=False,
         dataloader_num_workers=0,
+        disable_tqdm=False,  # the bar stays when transformers' logs are quiet (its default hides it then)
     )
 
 
@@ -124,14 +126,15 @@ def _save_curves(history: list[dict[str, Any]], folder: Path, suffix: str) -> No
     if not steps:
         return
     figure, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 3.8))
-    loss_ax.plot([s for s, _ in steps], [e["loss"] for _, e in steps], label="train")
+    marker = "o" if len(steps) < 30 else None  # a short run's few points (or one) stay visible
+    loss_ax.plot([s for s, _ in steps], [e["loss"] for _, e in steps], marker=marker, label="train")
     if evals:
         loss_ax.plot([s for s, _ in evals], [e["eval_loss"] for _, e in evals], "o-", label="eval")
     loss_ax.set(title="pairwise loss", xlabel="step", ylabel="-log sigmoid(r_chosen - r_rejected - margin)")
     loss_ax.legend()
     train_acc = [(s, e["accuracy"]) for s, e in steps if "accuracy" in e]
     if train_acc:
-        acc_ax.plot(*zip(*train_acc), label="train (batch)")
+        acc_ax.plot(*zip(*train_acc), marker=marker, label="train (batch)")
     if evals and "eval_accuracy" in evals[0][1]:
         acc_ax.plot([s for s, _ in evals], [e["eval_accuracy"] for _, e in evals], "o-", label="eval")
     acc_ax.set(title="pairwise accuracy", xlabel="step", ylabel="share with r_chosen > r_rejected", ylim=(0, 1))
@@ -141,6 +144,21 @@ def _save_curves(history: list[dict[str, Any]], folder: Path, suffix: str) -> No
     figure.savefig(tmp, dpi=110)
     plt.close(figure)
     tmp.replace(folder / f"curves{suffix}.png")
+
+
+def _write_cards(config: RewardTrainingConfig, model_dir: Path, members: list[Path], records: list[PreferenceRecord],
+                 data_summary: dict[str, Any], metrics: list[dict[str, Any]]) -> None:
+    """A model card in the model folder (and in each member's, for an ensemble)."""
+    from rlhfkit.models.card import write_model_card
+
+    sources = sorted({record.source for record in records})
+    shown = {"pairs": data_summary["pairs"], "ensemble members": len(members),
+             **{f"train/{k}": v for k, v in (metrics[-1] if metrics else {}).items()}}
+    usage = (f'from reward.model import load_reward_model\nmodel = load_reward_model("{model_dir}")\n'
+             'model.score(["Say hi"], ["Hi!"])  # one reward per (prompt, response)')
+    for folder in {model_dir, *members}:
+        write_model_card(folder, kind="reward model", method="reward", base_model=config.model, adapter=config.lora,
+                         sources=sources, metrics=shown, usage=usage)
 
 
 def _train_member(config: RewardTrainingConfig, path: str, tokenizer: Any, train_rows: list[dict],
@@ -166,6 +184,7 @@ def _train_member(config: RewardTrainingConfig, path: str, tokenizer: Any, train
         peft_config=_peft_config(config),
         callbacks=[StopOnNonFiniteLoss()],
     )
+    show_metrics_on_the_bar(trainer)
     if last:
         log.info("resuming %s from %s", name, last)
     output = trainer.train(resume_from_checkpoint=last)
@@ -209,4 +228,5 @@ def train_reward_model(records: list[PreferenceRecord], config: RewardTrainingCo
     summary = {"data": data.summary(), "members": [str(m) for m in members], "metrics": metrics}
     if is_main_process():
         atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=str))
+        _write_cards(config, out / "model", members, records, data.summary(), metrics)
     return TrainResult(out / "model", members, data.summary(), metrics)

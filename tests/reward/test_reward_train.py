@@ -13,7 +13,7 @@ from annotation.reward_annotator import RewardAnnotator, strength_of
 from annotation.select import select_pairs
 from preference.pairs import Pair, write_pairs
 from preference.schema import Label, PreferenceRecord, Strength
-from preference.store import PreferenceStore
+from preference.store import PreferenceStore, save_preferences
 from reward.config import RewardTrainingConfig
 from reward.model import RewardEnsemble, RewardModel, load_reward_model
 from reward.train import train_reward_model
@@ -71,7 +71,7 @@ def test_trl_training_learns_an_easy_preference_and_saves_everything(trained):
     log = json.loads((out / "train_log.json").read_text())
     assert any("loss" in entry for entry in log)
     assert model.meta.max_length == 64 and model.meta.extra["data"]["pairs"] == 128
-    assert "probe_train_accuracy" in model.meta.extra  # the default head start is a linear probe (LP-FT)
+    assert "probe_train_accuracy" not in model.meta.extra  # the default head starts random, as plain TRL's
 
 
 def test_saved_model_reloads_and_scores_identically(trained, tmp_path):
@@ -175,7 +175,7 @@ def test_reward_cli_trains_evaluates_and_scores(backbone, tmp_path):
     (row,) = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
     assert row["r_a"] > row["r_b"] and row["p_a"] > 0.5
     bad = runner.invoke(app, ["reward", "train", str(tmp_path / "train"), "--learning-rate", "0"])
-    assert bad.exit_code == 1 and "learning_rate must be positive" in bad.output
+    assert bad.exit_code == 1 and "--learning-rate must be positive" in bad.output
 
 
 def test_learning_curve_trains_nested_shares_scores_one_test_set_and_resumes(backbone, tmp_path):
@@ -205,3 +205,23 @@ def test_learning_curve_trains_nested_shares_scores_one_test_set_and_resumes(bac
     assert files["png"].read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ValueError, match="strictly between 0 and 1"):
         learning_curve(train, test, config, [1.0])
+
+
+def test_a_trained_model_has_a_hub_model_card_that_eval_extends(trained, tmp_path):
+    from huggingface_hub import ModelCard
+
+    result, out = trained
+    card = ModelCard.load(result.model_dir / "README.md")  # the Hub's own parser reads it
+    assert card.data.library_name == "transformers" and "reward-model" in card.data.tags
+    assert card.data.rlhfkit_metrics["pairs"] == 128
+    assert "load_reward_model" in card.text and "## Evaluation" not in card.text
+    records = tmp_path / "held"
+    save_preferences(easy_preferences(40, 2), records)
+    # The run folder, not its model/: it points to the model it saved.
+    evaluated = CliRunner().invoke(app, ["reward", "eval", str(out), str(records), "-o", str(tmp_path / "eval"),
+                                         "--n-bootstrap", "200"], terminal_width=200)
+    assert evaluated.exit_code == 0, evaluated.output
+    card = ModelCard.load(result.model_dir / "README.md")
+    assert "## Evaluation" in card.text and str(records) in card.text
+    accuracy_saved = card.data.rlhfkit_metrics[f"eval/{records}"]["accuracy"]
+    assert accuracy_saved == json.loads((tmp_path / "eval" / "eval.json").read_text())["accuracy"]
