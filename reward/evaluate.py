@@ -22,6 +22,7 @@ two sides answer different contexts says nothing about the reward of a response)
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -239,8 +240,11 @@ def best_temperature(diffs: Sequence[float], outcomes: Sequence[bool]) -> tuple[
     return math.exp(log_t), note
 
 
-def _scores(scorer: RewardScorer, prompts: list, responses: list[str], n_pairs: int) -> np.ndarray:
-    raw = scorer.score(prompts, responses)
+def _scores(scorer: RewardScorer, prompts: list, responses: list[str], n_pairs: int, progress: bool = False
+            ) -> np.ndarray:
+    # rlhfkit's models draw a bar; any other scorer with score(prompts, responses) is called as the protocol says
+    takes_progress = progress and "progress" in inspect.signature(scorer.score).parameters
+    raw = scorer.score(prompts, responses, progress=True) if takes_progress else scorer.score(prompts, responses)
     try:
         scores = np.array([float(s) for s in raw], dtype=float)
     except (TypeError, ValueError) as exc:
@@ -262,13 +266,14 @@ def _scores(scorer: RewardScorer, prompts: list, responses: list[str], n_pairs: 
 
 def evaluate(scorer: RewardScorer, records: Iterable[PreferenceRecord], *, temperature: float = 1.0,
              n_bootstrap: int = 1000, seed: int = 0, fit_temperature: bool = False,
-             subsets: str | None = "source") -> EvalReport:
+             subsets: str | None = "source", progress: bool = False) -> EvalReport:
     """Evaluate `scorer` on `records` (see the module docstring for every metric).
 
     temperature: the T of P(a > b) = sigmoid((r_a - r_b) / T) for calibration (e.g. `RewardMeta.temperature`).
     n_bootstrap: bootstrap replicates of the accuracy interval (0: no interval). seed: the bootstrap's seed.
     fit_temperature: also fit T on these records (in-sample; the report says so).
     subsets: break accuracy down by "source", "annotator", or None.
+    progress: a progress bar while scoring (on a terminal).
     """
     if subsets not in (None, *SUBSETS):
         raise InputError(f"subsets must be one of {', '.join(SUBSETS)} or None, not {subsets!r}")
@@ -311,7 +316,7 @@ def evaluate(scorer: RewardScorer, records: Iterable[PreferenceRecord], *, tempe
     scored = decisive + ties
     prompts = [item.record.prompt for item in scored]
     scores = _scores(scorer, prompts + prompts, [item.record.response_a for item in scored]
-                     + [item.record.response_b for item in scored], len(scored))
+                     + [item.record.response_b for item in scored], len(scored), progress)
     r_a, r_b = scores[: len(scored)], scores[len(scored):]
     nd = len(decisive)
     da, db = r_a[:nd], r_b[:nd]

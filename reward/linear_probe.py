@@ -102,7 +102,8 @@ def fit_head_probe(model: Any, tokenizer: Any, rows: list[dict[str, Any]]) -> Pr
     diff = (chosen - rejected) @ weights
     stats = {"probe_train_accuracy": float((diff > 0).float().mean()),
              "probe_train_loss": float(torch.nn.functional.softplus(-(diff - margins)).mean())}
-    log.info("linear probe for the head: %s", stats)
+    log.info("head started from a linear probe: train accuracy %.3f, loss %.4f", stats["probe_train_accuracy"],
+             stats["probe_train_loss"])
     return ProbeFit(weights, stats)
 
 

@@ -14,12 +14,12 @@ from rich.table import Table
 from preference.importers import ImportOptions
 from preference.pairs import read_pairs
 from reward.config import RewardTrainingConfig
-from rlhfkit.cli.config_options import TRAINING_ALIASES, config_command
+from rlhfkit.cli.config_options import TRAINING_ALIASES, Typer, config_command
 from rlhfkit.cli.console import console, fail, summary_table
 from rlhfkit.cli.data import load_records
 from rlhfkit.core.atomic import atomic_write_text, write_jsonl
 
-app = typer.Typer(help="Train reward models (TRL), evaluate them, score responses.", no_args_is_help=True)
+app = Typer(help="Train reward models (TRL), evaluate them, score responses.", no_args_is_help=True)
 DataArg = Annotated[Path, typer.Argument(help="Preference store or any importable preference file (HH-RLHF, PandaLM, "
                                          "TRL, rlhfkit JSONL/CSV/Parquet).")]
 
@@ -62,7 +62,8 @@ def eval_cmd(
         fail("--subsets must be 'source' or 'annotator'")
     scorer = load_reward_model(model)
     records, _ = load_records(data, None, ImportOptions())
-    report = evaluate(scorer, records, n_bootstrap=n_bootstrap, fit_temperature=fit_temperature, subsets=subsets)
+    report = evaluate(scorer, records, n_bootstrap=n_bootstrap, fit_temperature=fit_temperature, subsets=subsets,
+                      progress=True)
     out.mkdir(parents=True, exist_ok=True)
     result = report.to_dict()
     atomic_write_text(out / "eval.json", json.dumps(result, indent=1))
@@ -84,7 +85,14 @@ def eval_cmd(
     table.add_row("model prefers the longer answer", f"{bias['model_prefers_longer']:.3f}")
     table.add_row("humans prefer the longer answer", f"{bias['human_prefers_longer']:.3f}")
     console.print(table)
-    console.print(f"written: {out / 'eval.json'}, {out / 'eval.png'}")
+    from rlhfkit.models.card import add_evaluation
+    from rlhfkit.models.registry import resolve_model
+
+    card = add_evaluation(resolve_model(str(model)), {
+        "data": str(data), "n": result["counts"]["decisive"], "accuracy": result["accuracy"],
+        "ci_low": (result.get("accuracy_ci") or [None, None])[0],
+        "ci_high": (result.get("accuracy_ci") or [None, None])[1], "ece": calibration["ece"]})
+    console.print(f"written: {out / 'eval.json'}, {out / 'eval.png'}" + (f"; model card {card}" if card else ""))
 
 
 @app.command()

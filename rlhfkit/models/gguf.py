@@ -17,9 +17,10 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 from rlhfkit.core.atomic import atomic_dir
 
@@ -39,11 +40,13 @@ def _fingerprint(gguf_path: Path) -> dict[str, Any]:
     return {"size": gguf_path.stat().st_size, "head_sha256": hashlib.sha256(head).hexdigest(), "head_bytes": len(head)}
 
 
-def _dtype_name(dtype: torch.dtype) -> str:
+def _dtype_name(dtype: torch.dtype | str) -> str:
+    """"float32" for torch.float32 or "float32": callers that only compare names need not import torch."""
     return str(dtype).removeprefix("torch.")
 
 
-def is_converted(gguf_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], dtype=torch.float32) -> bool:
+def is_converted(gguf_path: str | os.PathLike[str], out_dir: str | os.PathLike[str],
+                 dtype: torch.dtype | str = "float32") -> bool:
     """True when `out_dir` is a finished conversion of this very GGUF file in this dtype."""
     out_dir = Path(out_dir)
     try:
@@ -110,7 +113,7 @@ def _save_dequantised(gguf_path: Path, tmp: Path, dtype: torch.dtype) -> None:
 
 
 def convert_gguf(
-    gguf_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], dtype: torch.dtype = torch.float32
+    gguf_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], dtype: torch.dtype | str = "float32"
 ) -> Path:
     """Convert `gguf_path` into a Hugging Face folder at `out_dir` and return `out_dir`.
 
@@ -128,9 +131,11 @@ def convert_gguf(
             return out_dir
         log.info("converting %s once (dequantising to %s), cached at %s", gguf_path.name, _dtype_name(dtype), out_dir)
         start = time.perf_counter()
+        import torch
+        import transformers
+
         with atomic_dir(out_dir) as tmp:
-            _save_dequantised(gguf_path, tmp, dtype)
-            import transformers
+            _save_dequantised(gguf_path, tmp, getattr(torch, _dtype_name(dtype)))
 
             source = {
                 "source": str(gguf_path),

