@@ -16,10 +16,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-import krippendorff
 import numpy as np
-from scipy.stats import binomtest
-from statsmodels.stats.inter_rater import cohens_kappa, fleiss_kappa
 
 from preference.aggregate import oriented_groups, strict_max
 from preference.schema import Label, PreferenceRecord
@@ -41,6 +38,8 @@ def fleiss_kappa_from_counts(table: Any) -> float | None:
     if table.ndim != 2 or table.shape[0] < 2 or table.sum(axis=1).min() < 2:
         return None
     with np.errstate(divide="ignore", invalid="ignore"):
+        from statsmodels.stats.inter_rater import fleiss_kappa  # scipy and statsmodels: seconds to import
+
         return _finite(fleiss_kappa(table, method="fleiss"))
 
 
@@ -54,6 +53,8 @@ def krippendorff_alpha_nominal(matrix: Any) -> float | None:
         return None
     with np.errstate(divide="ignore", invalid="ignore"):
         try:
+            import krippendorff
+
             return _finite(krippendorff.alpha(reliability_data=matrix, level_of_measurement="nominal"))
         except (ValueError, ZeroDivisionError):
             return None
@@ -67,6 +68,8 @@ def cohen_kappa_from_pairs(first: list[Label], second: list[Label]) -> float | N
     for a, b in zip(first, second, strict=True):
         table[CODE[a], CODE[b]] += 1
     with np.errstate(divide="ignore", invalid="ignore"):
+        from statsmodels.stats.inter_rater import cohens_kappa
+
         return _finite(cohens_kappa(table, return_results=False))
 
 
@@ -100,6 +103,8 @@ def _position_bias(records: list[PreferenceRecord]) -> dict[str, Any]:
     shown = [r.label.swapped() if r.metadata.get("shown_swapped") else r.label for r in known]
     n = sum(label in (Label.A, Label.B) for label in shown)
     k = sum(label == Label.A for label in shown)
+    from scipy.stats import binomtest
+
     return {"share_a": k / n if n else None, "n": n, "p_value": float(binomtest(k, n, 0.5).pvalue) if n else None}
 
 

@@ -38,6 +38,9 @@ class ImportReport:
     warnings: list[Issue] = dataclasses.field(default_factory=list)
     flags: Counter[str] = dataclasses.field(default_factory=Counter)
     quarantine: str | None = None
+    # judgments of a pair the same annotator already judged in the store under another source (a copied file?)
+    repeated_elsewhere: int = 0
+    repeated_sources: list[str] = dataclasses.field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -45,7 +48,8 @@ class ImportReport:
             "rows_rejected": self.rows_rejected, "records_imported": self.records_imported,
             "unchanged": self.unchanged, "superseding": self.superseding,
             "errors": len(self.errors), "warnings": len(self.warnings), "flags": dict(self.flags),
-            "quarantine": self.quarantine,
+            "quarantine": self.quarantine, "repeated_elsewhere": self.repeated_elsewhere,
+            "repeated_sources": self.repeated_sources,
         }
 
 
@@ -86,8 +90,12 @@ def import_file(
     options = options or ImportOptions()
     fmt = format or detect_format(path, options)
     report = ImportReport(file=str(path), format=fmt)
-    existing = ({row["judgment_id"]: _content(row) for row in store.table().to_pylist()}
-                if store.is_store(store.path) else {})
+    rows = store.table().to_pylist() if store.is_store(store.path) else []
+    existing = {row["judgment_id"]: _content(row) for row in rows}
+    judged: dict[tuple[str, str], set[str]] = {}  # (pair, annotator) -> the sources it was judged under
+    for row in rows:
+        judged.setdefault((row["pair_id"], row["annotator"]), set()).add(row["source"])
+    elsewhere: set[str] = set()
     in_file: set[str] = set()
     rejected: list[RowResult] = []
     with store.writer(note=f"import {path.name} ({fmt})") as writer:
@@ -108,6 +116,11 @@ def import_file(
                     continue
                 if judgment in existing or judgment in in_file:
                     report.superseding += 1
+                else:
+                    others = judged.get((record.pair_id, record.annotator), set()) - {record.source}
+                    if others:
+                        report.repeated_elsewhere += 1
+                        elsewhere |= others
                 in_file.add(judgment)
                 writer.add(record)
         report.rows_rejected = len(rejected)
@@ -119,6 +132,7 @@ def import_file(
             write_quarantine(rejected, target)
             report.quarantine = str(target)
     report.records_imported = writer.count
+    report.repeated_sources = sorted(elsewhere)
     return report
 
 

@@ -3,18 +3,25 @@
     my-prefs/
       store.json              manifest: format, version, the list of committed shards
       data/part-00000-<id>.parquet
+      current/judgments-<id>.parquet  the current view: every judgment once, superseded ones left out (<id> follows
+                                  the shards, so `datasets` never serves a cached older view)
+      README.md               dataset card: `load_dataset("my-prefs")` reads the current view
 
-Appends write new shards and then swap the manifest atomically; old shards are never rewritten. A shard that is not
-in the manifest (a crash mid-append) is invisible and removed by the next append. A judgment written again with the
-same `judgment_id` (an edited annotation) supersedes the earlier one when the store is read.
+Appends write new shards and then swap the manifest atomically; old shards are never rewritten, so every edit stays
+on record. A shard that is not in the manifest (a crash mid-append) is invisible and removed by the next append. A
+judgment written again with the same `judgment_id` (an edited annotation) supersedes the earlier one when the store
+is read. After each append the current view and the card are rewritten (atomically, under the store's lock).
 
-The one way to load: `load_preferences(path)` (or `PreferenceStore(path).load()`), which returns a `datasets.Dataset`.
+Loading, the same rows either way: `load_preferences(path)` (or `PreferenceStore(path).load()`) in rlhfkit, and
+`datasets.load_dataset(path, split="train")` anywhere `datasets` is installed; the card's `history` config
+(`load_dataset(path, "history")`) holds every judgment ever written, superseded ones included.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -33,6 +40,8 @@ FORMAT = "rlhfkit-preferences"
 VERSION = 1
 SCHEMA = pa.schema([pa.field(name, pa.string(), nullable=True) for name in COLUMNS])
 SHARD_ROWS = 50_000
+CURRENT_DIR = "current"
+CARD = "README.md"
 
 
 class StoreError(InputError):
@@ -145,6 +154,23 @@ class PreferenceStore:
             manifest["shards"].extend(writer.shards)
             if writer.shards or not self.is_store(self.path):  # a new store is a store even when empty
                 atomic_write_text(self.path / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+                self._write_current_view()
+
+    def _write_current_view(self) -> None:
+        """The current judgments as one Parquet file plus the dataset card that points `load_dataset` at it."""
+        table = self.table()
+        shards = self.manifest()["shards"]
+        # `datasets` caches a local dataset by its file names, not their contents: a name that changes with the
+        # shards makes every edit a new dataset to it. The card is switched before the old file goes.
+        view = hashlib.sha256("\n".join(shard["file"] for shard in shards).encode()).hexdigest()[:12]
+        current = f"{CURRENT_DIR}/judgments-{view}.parquet"
+        with atomic_path(self.path / current) as tmp:
+            pq.write_table(table, tmp, compression="zstd")
+        written = sum(shard["rows"] for shard in shards)
+        atomic_write_text(self.path / CARD, _dataset_card(self.path.name, table, written, current))
+        for old in (self.path / CURRENT_DIR).glob("judgments*.parquet"):
+            if old.name != Path(current).name:
+                old.unlink(missing_ok=True)
 
     def append(self, records: Iterable[PreferenceRecord], note: str = "") -> int:
         """Append records atomically (all or nothing); returns how many were written."""
@@ -190,6 +216,41 @@ class ShardWriter:
         for shard in self.shards:
             (self.root / shard["file"]).unlink(missing_ok=True)
         self.shards, self.buffer = [], []
+
+
+def _dataset_card(name: str, table: pa.Table, written: int, current: str) -> str:
+    """A Hugging Face dataset card whose configs make `load_dataset(store)` read the current view."""
+    columns = {column: table.column(column).to_pylist() for column in ("pair_id", "annotator", "label")}
+    labels = {label: columns["label"].count(label) for label in sorted(set(columns["label"]))}
+    return "\n".join([
+        "---",
+        "configs:",
+        "- config_name: default",
+        f"  data_files: {current}",
+        "- config_name: history",
+        "  data_files: data/*.parquet",
+        "tags:",
+        "- rlhfkit",
+        "- preference",
+        "- rlhf",
+        "---",
+        "",
+        f"# {name}: pairwise preferences (rlhfkit store)",
+        "",
+        f"{table.num_rows} current judgments of {len(set(columns['pair_id']))} pairs by "
+        f"{len(set(columns['annotator']))} annotator(s); labels: "
+        + ", ".join(f"{label} {count}" for label, count in labels.items()) + ".",
+        f"{written - table.num_rows} earlier judgment(s) were superseded by edits.",
+        "",
+        "```python",
+        "from datasets import load_dataset",
+        f'current = load_dataset("{name}", split="train")            # one row per current judgment',
+        f'history = load_dataset("{name}", "history", split="train") # every judgment ever written',
+        "```",
+        "",
+        "Columns: see rlhfkit's docs/data.md. Written by rlhfkit; do not edit the files by hand (use `rlhfkit data`).",
+        "",
+    ])
 
 
 def load_preferences(path: str | Path):

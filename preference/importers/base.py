@@ -16,6 +16,10 @@ from rlhfkit.core.errors import InputError
 CONTAINERS = ("jsonl", "json", "csv", "parquet")
 
 
+DEFAULT_ANNOTATOR = "unknown"
+"""The annotator id of judgments whose row names none and whose import gives no `annotator`."""
+
+
 @dataclasses.dataclass
 class ImportOptions:
     """Options of one import. Every field has a default, so `ImportOptions()` reads rlhfkit's own JSONL."""
@@ -24,7 +28,7 @@ class ImportOptions:
     mapping: dict[str, str] = dataclasses.field(default_factory=dict)
     # value in the file's label column -> rlhfkit label, e.g. {"1": "a", "2": "b", "0": "tie"}.
     label_map: dict[str, str] = dataclasses.field(default_factory=dict)
-    # used where a row has no annotator / source column
+    # used where a row has no annotator / source column (None: DEFAULT_ANNOTATOR / the file name)
     annotator: str | None = None
     source: str | None = None
     # what to do with empty or identical responses ("error" or "flag"); None means the format's default
@@ -87,11 +91,17 @@ def convert_rows(
     name = str(path)
     degenerate = options.degenerate or default_degenerate
     source = options.source or path.name
+    said = options.annotator is not None  # the default annotator is named once per file, at its first use
     for raw in read_container(path, kind, options, required):
         if raw.issue is not None or raw.data is None:
             yield RowResult(name, raw.line, [], [raw.issue] if raw.issue else [], raw.raw)
             continue
-        ctx = RowContext(file=name, line=raw.line, default_annotator=options.annotator, default_source=source,
-                         degenerate=degenerate, container=kind)
+        ctx = RowContext(file=name, line=raw.line, default_annotator=options.annotator or DEFAULT_ANNOTATOR,
+                         default_source=source, degenerate=degenerate, container=kind)
         records, issues = converter(raw.data, ctx, options)
+        if not said and any(record.annotator == DEFAULT_ANNOTATOR for record in records):
+            said = True
+            issues = [*issues, Issue(name, raw.line, "annotator", f"not given: recorded as {DEFAULT_ANNOTATOR!r} "
+                                     "here and in every later row without one (--annotator NAME names them)",
+                                     "warning")]
         yield RowResult(name, raw.line, records, issues, raw.raw)

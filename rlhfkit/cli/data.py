@@ -21,10 +21,11 @@ from preference.ingest import import_file, scan
 from preference.schema import PreferenceRecord
 from preference.split import split_by_prompt
 from preference.store import PreferenceStore, StoreError, save_preferences
+from rlhfkit.cli.config_options import Typer
 from rlhfkit.cli.console import console, err_console, fail, issue_table, row_progress, summary_table
 from rlhfkit.core.errors import RlhfkitError
 
-app = typer.Typer(help="Import, validate, describe, split and export preference data.", no_args_is_help=True)
+app = Typer(help="Import, validate, describe, split and export preference data.", no_args_is_help=True)
 
 FormatOpt = Annotated[str | None, typer.Option("--format", "-f", help=f"Input format: {', '.join(FORMATS)} "
                                                "(detected when omitted).")]
@@ -128,6 +129,11 @@ def import_cmd(
         "already in the store, unchanged": report.unchanged, "rows rejected": report.rows_rejected,
         **{f"flagged {flag}": count for flag, count in sorted(report.flags.items())},
         "judgments in store": len(target)}, "count"))
+    if report.repeated_elsewhere:
+        console.print(f"[yellow]warning:[/] {report.repeated_elsewhere} judgment(s) are of pairs their annotator "
+                      f"already judged in the store under another source ({', '.join(report.repeated_sources[:3])}): "
+                      "a copy of an imported file counts twice; `--source NAME` imports it as that source, whose "
+                      "judgments it then replaces")
     for message, count in _summarise(report.warnings).most_common():
         console.print(f"[yellow]warning[/] x{count}: {escape(message)}")
     flagged = [w for w in report.warnings if "flagged" in w.message]

@@ -104,3 +104,29 @@ def test_replacing_a_store_swaps_it_whole_or_leaves_the_old_one(tmp_path):
     assert sorted(r.pair_id for r in PreferenceStore(path).records()) == sorted([record(7).pair_id,
                                                                                  record(8).pair_id])
     assert sorted(p.name for p in path.parent.iterdir()) == ["store"]  # no temporary or old folder left behind
+
+
+def test_datasets_load_dataset_reads_the_current_view_and_history_keeps_every_edit(tmp_path):
+    from datasets import load_dataset
+
+    store = PreferenceStore(tmp_path / "prefs")
+    store.append([record(1), record(2)])
+    store.append([record(1, label=Label.B)])  # alice changed her mind about pair 1
+    current = load_dataset(str(tmp_path / "prefs"), split="train")
+    assert len(current) == 2 and sorted(current["label"]) == ["a", "b"]  # the superseded judgment is gone
+    assert current.to_list() == load_preferences(tmp_path / "prefs").to_list()
+    history = load_dataset(str(tmp_path / "prefs"), "history", split="train")
+    assert len(history) == 3
+    card = (tmp_path / "prefs" / "README.md").read_text()
+    assert "2 current judgments of 2 pairs" in card and "1 earlier judgment(s) were superseded" in card
+
+
+def test_load_dataset_never_serves_a_cached_older_view_of_the_same_folder(tmp_path):
+    from datasets import load_dataset
+
+    path = tmp_path / "prefs"
+    save_preferences([record(1), record(2)], path)
+    assert sorted(load_dataset(str(path), split="train")["prompt"]) == ["Q1", "Q2"]
+    replace_preferences(path, lambda tmp: tmp.append([record(3), record(4)]))  # same folder, same row count
+    assert sorted(load_dataset(str(path), split="train")["prompt"]) == ["Q3", "Q4"]
+    assert len(list((path / "current").iterdir())) == 1  # the older view's file is gone

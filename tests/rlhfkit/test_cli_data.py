@@ -97,3 +97,37 @@ def test_split_then_export_round_trip(tmp_path):
     result = run("data", "export", tmp_path / "s", "--out", tmp_path / "x.jsonl", "--to", "dpo", "--both-bad",
                  "negatives")
     assert result.exit_code == 1 and "KTO" in result.output
+
+
+def test_a_file_without_annotators_validates_and_names_the_default(tmp_path):
+    path = tmp_path / "my_prefs.jsonl"  # laid out as docs/data.md shows, no annotator column
+    path.write_text("".join(json.dumps({"prompt": f"Say hi {i}", "response_a": "hi", "response_b": "go away",
+                                        "label": "a"}) + "\n" for i in range(3)))
+    result = CliRunner().invoke(app, ["data", "validate", str(path)], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "3 valid" in result.output and "'unknown'" in result.output and "--annotator" in result.output
+    assert result.output.count("recorded as") == 1  # said once, not per row
+    store = tmp_path / "store"
+    named = CliRunner().invoke(app, ["data", "import", str(path), "--store", str(store), "--annotator", "alice"],
+                               terminal_width=200)
+    assert named.exit_code == 0, named.output
+    assert "recorded as" not in named.output
+    assert {r.annotator for r in PreferenceStore(store).records()} == {"alice"}
+
+
+def test_importing_a_copy_warns_that_its_pairs_are_judged_already(tmp_path):
+    original = tmp_path / "prefs.jsonl"
+    original.write_text("".join(json.dumps({"prompt": f"Q{i}?", "response_a": "yes", "response_b": "no",
+                                            "label": "a", "annotator": "ann"}) + "\n" for i in range(4)))
+    copy = tmp_path / "prefs (copy).jsonl"
+    copy.write_bytes(original.read_bytes())
+    store = str(tmp_path / "store")
+    first = CliRunner().invoke(app, ["data", "import", str(original), "-s", store], terminal_width=200)
+    assert first.exit_code == 0 and "already judged" not in first.output
+    again = CliRunner().invoke(app, ["data", "import", str(copy), "-s", store], terminal_width=200)
+    assert again.exit_code == 0, again.output
+    assert "4 judgment(s) are of pairs their annotator already judged" in again.output and "prefs.jsonl" in again.output
+    as_same = CliRunner().invoke(app, ["data", "import", str(copy), "-s", store, "--source", "prefs.jsonl"],
+                                 terminal_width=200)
+    assert as_same.exit_code == 0 and "already judged" not in as_same.output
+    assert len(PreferenceStore(store)) == 8  # the first copy added 4; importing it as the original's source adds none
