@@ -200,7 +200,7 @@ class Answerer:
 
     def __init__(self, model: str = "smollm2-135m-instruct", *, max_new_tokens: int = 256,
                  batch_size: int | None = None, device: str | None = None, chat_template: str | None = None,
-                 backend: str = "auto"):
+                 backend: str = "auto", progress: bool = False):
         config = GenerationConfig(model=model, num_candidates=1, temperature=0.0, max_new_tokens=max_new_tokens,
                                   batch_size=batch_size, device=device, chat_template=chat_template,
                                   backend=backend)  # type: ignore[arg-type]
@@ -209,6 +209,7 @@ class Answerer:
         self.sampler = _sampler(config, self.backend)
         self.batch_size = batch_size or DEFAULT_BATCH[self.backend]
         self.calls = 0
+        self.progress = progress  # a bar per answer() call (a command scoring one instruction), off in searches
 
     def answer(self, system: str | None, prompts: Sequence[PromptItem]) -> list[str]:
         """One greedy answer per prompt; prompts too long for the context get an empty answer."""
@@ -216,10 +217,14 @@ class Answerer:
         fits = [(i, ids) for i, ids in encoded if len(ids) <= self.sampler.max_prompt_tokens]
         fits.sort(key=lambda pair: -len(pair[1]))
         answers = [""] * len(prompts)
-        for start in range(0, len(fits), self.batch_size):
-            chunk = fits[start:start + self.batch_size]
-            for (index, _), (texts, _, _) in zip(chunk, self.sampler.sample([ids for _, ids in chunk], seed=0)):
-                answers[index] = texts[0]
+        from tqdm.auto import tqdm
+
+        with tqdm(total=len(fits), desc="answering", unit="prompt", disable=not self.progress) as bar:
+            for start in range(0, len(fits), self.batch_size):
+                chunk = fits[start:start + self.batch_size]
+                for (index, _), (texts, _, _) in zip(chunk, self.sampler.sample([ids for _, ids in chunk], seed=0)):
+                    answers[index] = texts[0]
+                bar.update(len(chunk))
         self.calls += len(prompts)
         return answers
 

@@ -16,6 +16,7 @@ built from the task and the practices above takes its place when the check fails
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -23,6 +24,8 @@ from typing import Any
 import dspy
 
 from rlhfkit.core.errors import InputError
+
+log = logging.getLogger(__name__)
 
 # Output formats a task may name, and the sentence that specifies each.
 FORMATS: dict[str, str] = {
@@ -64,6 +67,7 @@ MIN_WORDS, MAX_WORDS = 4, 120
 class InstructionTemplate:
     text: str  # the instruction, with an `{input}` slot
     source: str  # "lm" or "fallback"
+    reason: str = ""  # why the fallback was used: no LM, the LM failed, or why its answer was rejected
 
     @property
     def instruction(self) -> str:
@@ -99,18 +103,25 @@ def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def clean_instruction(text: Any, task: str) -> str | None:
-    """The LM's instruction if it passes the checks (see module docstring), else None."""
+def rejection(text: Any, task: str) -> tuple[str | None, str]:
+    """(the LM's instruction cleaned, "") if it passes the checks (see module docstring), else (None, why not)."""
     if not isinstance(text, str):
-        return None
+        return None, "the LM gave no text"
     text = re.sub(r"^\s*(instruction|answer)\s*:\s*", "", text.strip(), flags=re.IGNORECASE)
     text = text.strip().strip('"').strip()
-    if re.search(r"\b(task|output format)\s*:", text, flags=re.IGNORECASE):  # echoed the prompt's fields
-        return None
+    shown = text if len(text) <= 80 else text[:77] + "..."
+    if re.search(r"\b(task|output format)\s*:", text, flags=re.IGNORECASE):
+        return None, f"the LM echoed the prompt's fields instead of writing an instruction: {shown!r}"
     words = text.split()
     if not MIN_WORDS <= len(words) <= MAX_WORDS or not re.search(r"[A-Za-z]", text):
-        return None
-    return _sentence(text)
+        return None, (f"the LM's answer has {len(words)} words (an instruction has {MIN_WORDS} to {MAX_WORDS}, "
+                      f"with letters): {shown!r}")
+    return _sentence(text), ""
+
+
+def clean_instruction(text: Any, task: str) -> str | None:
+    """The LM's instruction if it passes the checks (see module docstring), else None."""
+    return rejection(text, task)[0]
 
 
 def fallback_template(task: str, output_format: str | None = None, constraints: Sequence[str] = ()) -> str:
@@ -129,22 +140,28 @@ class InstructionTemplateGenerator:
         self.lm, self.adapter = lm, adapter
         self.writer = InstructionWriter()
 
-    def _ask(self, task: str, output_format: str | None) -> str | None:
+    def _ask(self, task: str, output_format: str | None) -> tuple[str | None, str]:
         settings = {key: value for key, value in (("lm", self.lm), ("adapter", self.adapter)) if value is not None}
         try:
             with dspy.context(**settings):
-                return self.writer(task=task, output_format=output_format or "any").instruction
-        except Exception:  # an LM that fails or answers garbage is a failed attempt, never a crash
-            return None
+                return self.writer(task=task, output_format=output_format or "any").instruction, ""
+        except Exception as exc:  # an LM that fails or answers garbage is a failed attempt, never a crash
+            return None, f"the LM failed: {type(exc).__name__}: {str(exc)[:160]}"
 
     def generate_template(self, task: str, output_format: str | None = None, constraints: Sequence[str] = ()
                           ) -> InstructionTemplate:
-        """An instruction template for `task` (`{input}` marks where the task's input goes)."""
+        """An instruction template for `task` (`{input}` marks where the task's input goes); a fallback template
+        says in `reason` why the LM's was not used."""
         if not isinstance(task, str) or not task.strip():
             raise InputError("the task must be a non-empty description")
-        written = clean_instruction(self._ask(task, output_format), task) if (self.lm or dspy.settings.lm) else None
+        if not (self.lm or dspy.settings.lm):
+            written, why = None, "no LM configured (give one, or dspy.configure(lm=...))"
+        else:
+            answer, why = self._ask(task, output_format)
+            written, why = (None, why) if why else rejection(answer, task)
         if written is None:
-            return InstructionTemplate(fallback_template(task, output_format, constraints), "fallback")
+            log.info("instruction template: the deterministic fallback, because %s", why)
+            return InstructionTemplate(fallback_template(task, output_format, constraints), "fallback", why)
         extras = []
         if output_format in FORMATS:  # a known format is always stated exactly, whatever the LM wrote
             extras.append(FORMATS[output_format])

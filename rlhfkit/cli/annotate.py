@@ -22,12 +22,13 @@ from preference.errors import DataError
 from preference.pairs import Pair, pairs_from_records, read_pairs
 from preference.store import PreferenceStore, StoreError
 from rlhfkit.cli import annotate_loop, annotate_machine
+from rlhfkit.cli.config_options import Typer
 from rlhfkit.cli.console import console, err_console, fail, row_progress, summary_table
 from rlhfkit.core.atomic import atomic_write_text
 from rlhfkit.core.errors import RlhfkitError
 from rlhfkit.core.settings import label_studio_dir
 
-app = typer.Typer(help="Collect pairwise preferences: Label Studio for people, machine annotators, active selection.",
+app = Typer(help="Collect pairwise preferences: Label Studio for people, machine annotators, active selection.",
                   no_args_is_help=True)
 annotate_machine.register(app)
 annotate_loop.register(app)

@@ -33,7 +33,9 @@ def _option(name: str, tp: Any, doc: str, aliases: Sequence[str], show_default: 
     flag = "--" + name.replace("_", "-")
     is_bool = tp is bool or set(typing.get_args(tp)) == {bool, type(None)}
     decls = [f"{flag}/--no-{flag[2:]}"] if is_bool else [flag, *aliases]
-    return typer.Option(*decls, help=_first_sentence(doc) or None, show_default=show_default)
+    repeated = typing.get_origin(tp) is list or any(typing.get_origin(arg) is list for arg in typing.get_args(tp))
+    return typer.Option(*decls, help=_first_sentence(doc) or None, show_default=show_default,
+                        metavar="TEXT (repeat)" if repeated else None)
 
 
 def _first_sentence(doc: str) -> str:
@@ -135,3 +137,68 @@ def config_command(app: typer.Typer, config: type | Mapping[str, type], run: Cal
     command.__doc__ = help or run.__doc__
     command.__name__ = name.replace("-", "_")
     app.command(name)(command)
+
+
+def _base_type(annotation: Any) -> Any:
+    return typing.get_args(annotation)[0] if typing.get_origin(annotation) is Annotated else annotation
+
+
+def with_config_file(run: Callable[..., None]) -> Callable[..., None]:
+    """`run` with a `--config FILE.yaml` option whose keys are its option names (underscores): a value from the
+    file is used where the command line gives none; an unknown key is refused with its file and line."""
+    from pydantic import TypeAdapter
+
+    own = inspect.signature(run, eval_str=True).parameters.values()  # the annotations as objects, not strings
+    # Required ones may come from the file too: optional to the parser, checked once the file is read.
+    required = {param.name for param in own if param.default is inspect.Parameter.empty}
+    params = [param.replace(kind=inspect.Parameter.KEYWORD_ONLY,
+                            default=None if param.name in required else param.default) for param in own]
+    names = {param.name: param for param in params}
+
+    def command(context: typer.Context, **values: Any) -> None:
+        path = values.pop("config")
+        if path is not None:
+            data, root = fields.read_yaml_mapping(path)
+            for key, value in data.items():
+                line = fields.line_of(root, (key,))
+                where = f"{path}:{line}" if line else str(path)
+                if key not in names:
+                    raise ConfigError(f"{where}: {key}: not an option of `{context.command_path}` (known: "
+                                      f"{', '.join(sorted(names))})")
+                if getattr(context.get_parameter_source(key), "name", None) in COMMAND_LINE:
+                    continue  # the flag wins
+                try:
+                    values[key] = TypeAdapter(_base_type(names[key].annotation)).validate_python(value)
+                except ValueError as exc:
+                    raise ConfigError(f"{where}: {key}: {exc}") from None
+        missing = next((param for param in context.command.params
+                        if param.name in required and values.get(param.name) is None), None)
+        if missing is not None:
+            spelled = missing.opts[0] if missing.param_type_name == "option" else missing.name.upper()
+            fail(f"missing {missing.param_type_name} {spelled} (give it, or {missing.name} in --config): "
+                 f"`{context.command_path} --help` says what it takes", code=2)
+        run(**values)
+
+    option = inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
+        Path | None, typer.Option("--config", help="YAML file of this command's options (names with underscores "
+                                  "as keys); flags given here override it.")])
+    context = inspect.Parameter("context", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
+    command.__signature__ = inspect.Signature([context, *params, option])  # type: ignore[attr-defined]
+    command.__annotations__ = {param.name: param.annotation for param in command.__signature__.parameters.values()}
+    command.__doc__, command.__name__ = run.__doc__, run.__name__
+    return command
+
+
+class Typer(typer.Typer):
+    """rlhfkit's command groups: every command takes `--config FILE.yaml` (config commands have their own, from
+    their dataclass; the others get `with_config_file`'s)."""
+
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[Callable[..., None]], Callable[..., None]]:
+        register = super().command(*args, **kwargs)
+
+        def decorator(run: Callable[..., None]) -> Callable[..., None]:
+            has_own = "config" in inspect.signature(run).parameters or "context" in inspect.signature(run).parameters
+            register(run if has_own else with_config_file(run))
+            return run
+
+        return decorator

@@ -9,11 +9,12 @@ from typing import Annotated, Any
 
 import typer
 
+from rlhfkit.cli.config_options import Typer
 from rlhfkit.cli.console import console, summary_table
 from rlhfkit.cli.policy import PromptsOpt, load_prompt_items
 from rlhfkit.core.errors import InputError
 
-app = typer.Typer(help="Instruction templates (LLM), instruction scoring, evolutionary instruction search and DSPy "
+app = Typer(help="Instruction templates (LLM), instruction scoring, evolutionary instruction search and DSPy "
                        "instruction tuning.", no_args_is_help=True)
 
 LmOpt = Annotated[str, typer.Option("--lm", help="LM that writes and rewrites instructions: a bundled name "
@@ -62,7 +63,9 @@ def generate(
 
     model, adapter = _lm(lm)
     template = InstructionTemplateGenerator(model, adapter).generate_template(task, output_format, constraint)
-    console.print(summary_table("instruction template", {"written by": template.source, "template": template.text}))
+    rows = {"written by": template.source, **({"why": template.reason} if template.reason else {}),
+            "template": template.text}
+    console.print(summary_table("instruction template", rows))
 
 
 @app.command()
@@ -85,7 +88,8 @@ def score(
 
     items = load_prompt_items(prompts)
     _check_scorable(items, reward_model)
-    evaluator = FitnessEvaluator(Answerer(model, max_new_tokens=max_new_tokens), _metric(reward_model, reward_weight))
+    evaluator = FitnessEvaluator(Answerer(model, max_new_tokens=max_new_tokens, progress=True),
+                                 _metric(reward_model, reward_weight))
     results = evaluator.evaluate(instruction, items)
     values = [r.score for r in results]
     low, high = grouped_bootstrap_ci(values, [item.key for item in items], n_bootstrap=2000)

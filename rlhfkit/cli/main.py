@@ -42,6 +42,11 @@ class FriendlyErrors(TyperGroup):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:
+            if _verbose:
+                raise
+            err_console.print("[yellow]interrupted:[/] finished work is kept; rerun the same command to resume")
+            raise SystemExit(130) from None
         except Exception as exc:  # `--verbose` shows the traceback of an expected failure too
             if _verbose or not expected(exc):
                 raise
@@ -58,13 +63,40 @@ app.add_typer(instructions.app, name="instructions")
 app.add_typer(models.app, name="models")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(f"rlhfkit {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show debug logs and tracebacks.")] = False
-         ) -> None:
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show debug logs and tracebacks.")] = False,
+         version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                               help="Print the version and exit.")] = False) -> None:
     global _verbose
     _verbose = verbose
+    if not verbose:
+        quiet_libraries()
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
                         handlers=[RichHandler(console=err_console, show_path=False)])
+
+
+def quiet_libraries() -> None:
+    """Hide what the libraries print on every run and a user cannot act on (`-v` shows it): deprecation and
+    future warnings, torch's pin_memory note on CPUs, transformers' info and load reports (a reward head that is
+    "MISSING" from a backbone is new by design), and the weight-loading bars. Errors and rlhfkit's own progress
+    bars and logs stay. Environment settings only: nothing heavy is imported here."""
+    import os
+    import warnings
+
+    for category in (FutureWarning, DeprecationWarning):
+        warnings.filterwarnings("ignore", category=category)
+    warnings.filterwarnings("ignore", message=".*'pin_memory' argument is set as true but no accelerator.*")
+    for name, value in (("TRANSFORMERS_VERBOSITY", "error"), ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
+                        ("HF_DATASETS_DISABLE_PROGRESS_BARS", "1"), ("TOKENIZERS_PARALLELISM", "false")):
+        os.environ.setdefault(name, value)
+    for noisy in ("httpx", "urllib3", "accelerate", "datasets", "torch.distributed"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 @app.command()

@@ -8,10 +8,10 @@ from typing import Annotated, Any
 
 import typer
 
-from rlhfkit.cli.config_options import TRAINING_ALIASES, config_command, own
+from rlhfkit.cli.config_options import TRAINING_ALIASES, Typer, config_command, own
 from rlhfkit.cli.console import console, summary_table
 
-app = typer.Typer(help="Generate candidates, update a policy (SFT, DPO, GRPO, RLOO, PPO) and evaluate it.",
+app = Typer(help="Generate candidates, update a policy (SFT, DPO, GRPO, RLOO, PPO) and evaluate it.",
                   no_args_is_help=True)
 
 PromptsOpt = Annotated[str, typer.Option(

@@ -12,6 +12,7 @@ import ast
 import dataclasses
 import functools
 import inspect
+import re
 import textwrap
 import typing
 from pathlib import Path
@@ -121,8 +122,21 @@ def build(cls: type, values: dict[str, Any], *, where: str = "settings", root: y
         try:
             config.validate()
         except ValueError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
+            raise ConfigError(_validation_message(str(exc), cls, known, where, root, given)) from None
     return config
+
+
+def _validation_message(message: str, cls: type, known: dict[str, Any], where: str, root: yaml.Node | None,
+                        given: frozenset[str]) -> str:
+    """A `validate()` failure ("Owner: field must ...") with the place of the field it names: the command line
+    (naming the flag, --field-name), the file and line, or the defaults."""
+    text = message.removeprefix(f"{cls.__name__}: ")
+    field = max((name for name in known if re.match(rf"{name}\b", text)), key=len, default=None)
+    if field is None:
+        return f"{where}: {message}"
+    if field in given:
+        return f"command line: --{field.replace('_', '-')}{text[len(field):]}"
+    return f"{_place(field, where, root, given)}: {text}"
 
 
 def _place(field: str, where: str, root: yaml.Node | None, given: frozenset[str]) -> str:

@@ -7,6 +7,7 @@ Converted models, the Label Studio data dir and generated tokens live under it.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from platformdirs import user_cache_dir
@@ -42,9 +43,12 @@ def label_studio_dir() -> Path:
 def label_studio_venv() -> Path:
     """The Label Studio server's own virtualenv (it pins openai<2, which conflicts with dspy's litellm).
 
-    `RLHFKIT_LABEL_STUDIO_VENV` wins (the Makefile points it at the checkout's `.venv-labelstudio`)."""
+    `RLHFKIT_LABEL_STUDIO_VENV` wins (the Makefile points it at the checkout's `.venv-labelstudio`); else
+    `.venv-labelstudio` beside the virtualenv running rlhfkit; else the rlhfkit home's."""
     raw = os.environ.get(LABEL_STUDIO_VENV_ENV)
-    return Path(raw).expanduser() if raw else label_studio_dir() / "venv"
+    if raw:
+        return Path(raw).expanduser()
+    return _beside_this_venv(".venv-labelstudio") or label_studio_dir() / "venv"
 
 
 VLLM_VENV_ENV = "RLHFKIT_VLLM_VENV"
@@ -53,6 +57,16 @@ VLLM_VENV_ENV = "RLHFKIT_VLLM_VENV"
 def vllm_venv() -> Path:
     """The vLLM engine's own virtualenv (vLLM pins its own torch and transformers).
 
-    `RLHFKIT_VLLM_VENV` wins (the Makefile points it at the checkout's `.venv-vllm`)."""
+    `RLHFKIT_VLLM_VENV` wins (the Makefile points it at the checkout's `.venv-vllm`); else `.venv-vllm` beside the
+    virtualenv running rlhfkit (what `make setup` creates, so `.venv/bin/rlhfkit` finds it outside make too);
+    else the rlhfkit home's `vllm-venv`."""
     raw = os.environ.get(VLLM_VENV_ENV)
-    return Path(raw).expanduser() if raw else rlhfkit_home() / "vllm-venv"
+    if raw:
+        return Path(raw).expanduser()
+    return _beside_this_venv(".venv-vllm") or rlhfkit_home() / "vllm-venv"
+
+
+def _beside_this_venv(name: str) -> Path | None:
+    """The virtualenv `name` next to the one running rlhfkit (the checkout's `make setup` layout), if it exists."""
+    beside = Path(sys.prefix).parent / name
+    return beside if sys.prefix != sys.base_prefix and (beside / "bin" / "python").exists() else None

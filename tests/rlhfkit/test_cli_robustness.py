@@ -144,3 +144,43 @@ def test_user_errors_are_one_line_and_bugs_keep_their_traceback(tmp_path, monkey
     assert result.exit_code == 1
     assert isinstance(result.exception, ValueError) and "an internal invariant broke" in str(result.exception)
     assert "error:" not in result.output
+
+
+def test_a_training_run_is_quiet_unless_verbose(tmp_path):
+    """The real command in its own process (the quiet settings apply before transformers is imported)."""
+    import subprocess
+    import sys
+
+    from tests.tiny_models import save_tiny, tiny_encoder
+
+    model, tokenizer = tiny_encoder(hidden_size=32, num_layers=1)
+    backbone = save_tiny(model, tokenizer, tmp_path / "backbone")
+    rows = [{"prompt": f"item {i}", "response_a": f"word {i} thanks", "response_b": f"word {i} rude", "label": "a",
+             "annotator": "r"} for i in range(16)]
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    command = [sys.executable, "-m", "rlhfkit", "reward", "train", str(tmp_path / "p.jsonl"), "--model",
+               str(backbone), "--epochs", "1", "--max-length", "64", "--batch-size", "8", "--logging-steps", "1"]
+    quiet = subprocess.run([*command, "-o", str(tmp_path / "q")], capture_output=True, text=True, timeout=600)
+    assert quiet.returncode == 0, quiet.stderr
+    said = quiet.stdout + quiet.stderr
+    for noise in ("FutureWarning", "pin_memory", "MISSING", "LOAD REPORT", "{'loss'", "train_runtime",
+                  "Loading weights"):
+        assert noise not in said, noise
+    assert "100%" in said and "reward model trained" in said  # the progress bar and the summary stay
+    loud = subprocess.run([*command[:3], "-v", *command[3:], "-o", str(tmp_path / "v")],
+                          capture_output=True, text=True, timeout=600)
+    assert loud.returncode == 0 and "DEBUG" in loud.stderr  # -v: the debug logs too
+
+
+def test_ctrl_c_says_how_to_resume_and_version_prints(tmp_path, monkeypatch):
+    import preference.importers as importers
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(importers.READERS, "rlhfkit", interrupted)
+    result = run("data", "import", write(tmp_path / "prefs.jsonl", [ROW]), "--store", tmp_path / "store")
+    assert result.exit_code == 130 and "rerun the same command to resume" in result.output
+    assert "Traceback" not in result.output
+    shown = run("--version")
+    assert shown.exit_code == 0 and shown.output.startswith("rlhfkit ")

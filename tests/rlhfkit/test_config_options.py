@@ -4,6 +4,7 @@ generated from it, `--config FILE.yaml` works on every training command, and bad
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 import typer
@@ -52,7 +53,10 @@ def test_every_training_command_shows_its_config_defaults_and_takes_a_config_fil
     result = runner.invoke(app, [*command, "--config", str(path)], terminal_width=300)
     assert result.exit_code == 1 and f"{path}:2: learning_rat: unknown setting" in result.output, result.output
     result = runner.invoke(app, [*command, "--learning-rate", "-1"], terminal_width=300)
-    assert result.exit_code == 1 and "learning_rate must be positive" in result.output, result.output
+    assert result.exit_code == 1 and "command line: --learning-rate must be positive" in result.output, result.output
+    path.write_text("seed: 1\nlearning_rate: 0\n")  # the same check, read from a file: its line
+    result = runner.invoke(app, [*command, "--config", str(path)], terminal_width=300)
+    assert result.exit_code == 1 and f"{path}:2: learning_rate must be positive" in result.output, result.output
 
 
 @pytest.mark.parametrize("command, config_cls", [(("policy", "generate", "--out", "c.jsonl"), GenerationConfig),
@@ -66,7 +70,7 @@ def test_generation_and_evaluation_take_their_config_too(command, config_cls, tm
     settings = shown(*command, "--config", str(path), "--max-new-tokens", "48", "--system", "Be brief.")
     assert settings["max_new_tokens"] == 48 and settings["batch_size"] == 4 and settings["system_prompt"] == "Be brief."
     result = runner.invoke(app, [*command, "--batch-size", "0"], terminal_width=300)
-    assert result.exit_code == 1 and "batch_size must be at least 1" in result.output, result.output
+    assert result.exit_code == 1 and "--batch-size must be at least 1" in result.output, result.output
 
 
 @pytest.mark.parametrize("command, config_cls", [(("instructions", "optimize", "-o", "s"), EvolutionConfig),
@@ -120,3 +124,36 @@ def test_show_config_needs_no_data_but_a_run_does(command, missing):
     assert "seed" in shown(*command[:2])  # the settings print without the command's data
     result = runner.invoke(app, list(command), terminal_width=300)
     assert result.exit_code == 2 and f"missing {missing}" in result.output, result.output
+
+
+def test_every_command_takes_a_config_file(tmp_path):
+    """Commands without a config dataclass take --config too: the file fills their options, flags win, an unknown
+    key or a missing required option is named."""
+    from typer.main import get_command
+
+    from preference.store import PreferenceStore
+
+    def commands(group, path=()):
+        for name, command in group.commands.items():
+            if hasattr(command, "commands"):
+                yield from commands(command, (*path, name))
+            else:
+                yield (*path, name), command
+
+    lacking = [" ".join(path) for path, command in commands(get_command(app))
+               if command.params and not any(param.name == "config" for param in command.params)]
+    assert lacking == [], lacking
+
+    data = tmp_path / "prefs.jsonl"
+    data.write_text(json.dumps({"prompt": "Hi?", "response_a": "Hello.", "response_b": "Go.", "label": "a"}) + "\n")
+    settings = tmp_path / "import.yaml"
+    settings.write_text(f"store: {tmp_path / 'store'}\nannotator: carol\nsource: from-file\n")
+    result = runner.invoke(app, ["data", "import", str(data), "--config", str(settings), "--source", "flag"])
+    assert result.exit_code == 0, result.output
+    (record,) = PreferenceStore(tmp_path / "store").records()
+    assert (record.annotator, record.source) == ("carol", "flag")
+    settings.write_text("annotator: carol\nstor: x\n")
+    result = runner.invoke(app, ["data", "import", str(data), "--config", str(settings)], terminal_width=300)
+    assert result.exit_code == 1 and f"{settings}:2: stor: not an option of" in result.output
+    result = runner.invoke(app, ["data", "import", str(data)], terminal_width=300)
+    assert result.exit_code == 2 and "missing option --store" in result.output
