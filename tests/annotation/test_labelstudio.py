@@ -27,14 +27,6 @@ from tests.labelstudio_support import free_port, make_pairs, requires_label_stud
 pytestmark = [pytest.mark.integration, requires_label_studio()]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    server = start_server(tmp_path_factory.mktemp("labelstudio"))
-    yield server
-    server.stop()
-    assert server.process.returncode is not None  # SIGTERM ended it
-
-
 def shown_good(task: dict) -> Label:
     """The label a careful annotator clicks: the side (as shown) holding the GOOD answer."""
     return Label.A if task["data"]["answer_a"].startswith("GOOD") else Label.B
