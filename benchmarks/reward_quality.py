@@ -14,8 +14,19 @@ the same held-out pairs with `reward.evaluate` (accuracy, bootstrap CI by prompt
   2 epochs). `--set FIELD=VALUE` trains a recipe experiment in its own folder; its result.json stays there and the
   default run's JSON lists every experiment evaluated so far (`recipe_experiments`).
 
+PandaLM (`--stage pandalm`, ~15 min): the same two recipes on PandaLM's human test set (999 pairs, three
+annotators each), split by prompt 80/20 (seed 0). Both train on the train split's majority labels (the pairs
+`reward.train` trains on; the plain-TRL baseline gets them as TRL implicit-prompt transcripts); held-out accuracy is
+reported by agreement level (all three annotators agree, or two of three), since pairs people agree on should be
+easier for a reward model as well.
+
+Bars (`bars`, recomputed by every stage from the results it has): `non_inferior_to_trl` (the paired 95% interval of
+rlhfkit minus plain TRL lies above -0.02) per dataset, `ece` and `baseline_ece`, and on PandaLM
+`unanimous_minus_split` (accuracy on unanimous held-out pairs minus two-of-three pairs, 95% bootstrap interval).
+
 Writes benchmarks/results/reward_quality.json (heldout_accuracy, ci_low, ci_high, baseline_trl_accuracy, ece,
-n_heldout, machine, ...) and benchmarks/results/reward_quality.png. Needs ../shared/data (read in place).
+n_heldout, bars, pandalm, machine, ...) and benchmarks/results/reward_quality.png. Needs ../shared/data (read in
+place). The HH fields and `machine` are the HH run's; `pandalm` carries the machine it ran on.
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import math
 import os
 import sys
 import time
@@ -33,21 +45,44 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 HH = ROOT.parent / "shared" / "data" / "hh-rlhf-helpful-base" / "test.jsonl.gz"
+PANDALM = ROOT.parent / "shared" / "data" / "pandalm" / "testset-v1.json"
+NON_INFERIORITY_MARGIN = -0.02
 WORK = ROOT / "benchmarks" / ".work" / "reward_quality"
 SEED = 0
+RESULT = ROOT / "benchmarks" / "results" / "reward_quality.json"
 
 
-def split_records():
+def split_records(path: Path = HH):
     from preference.importers import read_preferences
     from preference.split import split_by_prompt
 
-    records = [record for result in read_preferences(HH) for record in result.records]
+    records = [record for result in read_preferences(path) for record in result.records]
     parts = split_by_prompt(records, {"train": 0.8, "test": 0.2}, seed=SEED)
     return parts["train"], parts["test"]
 
 
-def train_baseline(train_records) -> Path:
-    """Plain TRL: raw transcripts of the train split, TRL defaults, max_length 512, 2 epochs."""
+def transcript(prompt) -> str:
+    """TRL's implicit-prompt text of a prompt: HH's own transcript layout."""
+    turns = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+    return "".join(f"\n\n{'Human' if m['role'] == 'user' else 'Assistant'}: {m['content']}" for m in turns)
+
+
+def majority_transcripts(records) -> list[dict]:
+    """The pairs rlhfkit's trainer trains on (majority of the judgments, ties dropped), as TRL transcripts."""
+    from preference.export import ExportPolicy, trainable_pairs
+    from reward.config import RewardTrainingConfig
+
+    config = RewardTrainingConfig()
+    policy = ExportPolicy(ties=config.ties, both_bad=config.both_bad, aggregate=config.aggregate,
+                          min_agreement=config.min_agreement)
+    pairs, _ = trainable_pairs(records, policy, "a reward model")
+    return [{side: f"{transcript(p['prompt'])}\n\nAssistant: {p[side]}" for side in ("chosen", "rejected")}
+            for p in pairs]
+
+
+def train_baseline(train_records, out: Path | None = None, rows: list[dict] | None = None) -> Path:
+    """Plain TRL: raw transcripts of the train split (`rows`, HH's own by default), TRL defaults, max_length 512,
+    2 epochs."""
     from datasets import Dataset
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from trl import RewardConfig, RewardTrainer
@@ -55,11 +90,12 @@ def train_baseline(train_records) -> Path:
     from reward.meta import RewardMeta
     from rlhfkit.models.registry import resolve_model
 
-    out = WORK / "baseline"
+    out = out or WORK / "baseline"
     if (out / "model" / "rlhfkit_reward.json").exists():
         return out / "model"
-    lines = gzip.open(HH, "rt", encoding="utf-8").read().splitlines()
-    rows = [json.loads(lines[int(record.item) - 1]) for record in train_records]
+    if rows is None:
+        lines = gzip.open(HH, "rt", encoding="utf-8").read().splitlines()
+        rows = [json.loads(lines[int(record.item) - 1]) for record in train_records]
     path = resolve_model("minilm-l6")
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
@@ -81,19 +117,19 @@ def train_baseline(train_records) -> Path:
     return out / "model"
 
 
-def rlhfkit_config(overrides: dict):
+def rlhfkit_config(overrides: dict, work: Path = WORK):
     """The default recipe, with any overrides given on the command line (recorded in the JSON)."""
     from reward.config import RewardTrainingConfig
 
     name = "rlhfkit" + "".join(f"-{key}={value}" for key, value in sorted(overrides.items()))
-    out = WORK / name
+    out = work / name
     return RewardTrainingConfig(output_dir=str(out), seed=SEED, resume=out.exists(), **overrides)
 
 
-def train_rlhfkit(train_records, overrides: dict) -> Path:
+def train_rlhfkit(train_records, overrides: dict, work: Path = WORK) -> Path:
     from reward.train import train_reward_model
 
-    config = rlhfkit_config(overrides)
+    config = rlhfkit_config(overrides, work)
     out = Path(config.output_dir)
     if (out / "model" / "rlhfkit_reward.json").exists():
         return out / "model"
@@ -115,12 +151,7 @@ class TranscriptScorer:
         self.model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
 
     def score(self, prompts, responses):
-        texts = []
-        for prompt, response in zip(prompts, responses):
-            turns = [prompt] if isinstance(prompt, str) else prompt
-            transcript = "".join(f"\n\n{'Human' if m['role'] == 'user' else 'Assistant'}: {m['content']}"
-                                 for m in turns) if not isinstance(prompt, str) else f"\n\nHuman: {prompt}"
-            texts.append(f"{transcript}\n\nAssistant: {response}[SEP]")
+        texts = [f"{transcript(prompt)}\n\nAssistant: {response}[SEP]" for prompt, response in zip(prompts, responses)]
         scores = []
         with self.torch.inference_mode():
             for start in range(0, len(texts), 32):
@@ -132,7 +163,8 @@ class TranscriptScorer:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--stage", choices=["all", "baseline", "rlhfkit", "evaluate"], default="all")
+    parser.add_argument("--stage", choices=["all", "baseline", "rlhfkit", "evaluate", "pandalm"], default="all",
+                        help="all: the HH stages (train both, evaluate); pandalm: the PandaLM comparison.")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="Override a RewardTrainingConfig field for a recipe experiment (own work folder).")
     args = parser.parse_args()
@@ -147,6 +179,11 @@ def main() -> None:
     from benchmarks.machine import usable_cpus
 
     torch.set_num_threads(usable_cpus())
+    if args.stage == "pandalm":
+        if not PANDALM.exists():
+            sys.exit(f"{PANDALM} not found: this stage reads the shared PandaLM pairs in place")
+        pandalm(overrides)
+        return
     train, test = split_records()
     print(f"split: {len(train)} train, {len(test)} held-out judgments", flush=True)
     if args.stage in ("all", "rlhfkit"):
@@ -234,8 +271,106 @@ def evaluate(test, overrides: dict) -> None:
         print(f"experiment result: {folder / 'result.json'}")
     else:
         result["recipe_experiments"] = experiments()
+        committed = RESULT.exists() and json.loads(RESULT.read_text())
+        if committed and "pandalm" in committed:
+            result["pandalm"] = committed["pandalm"]
+        result["bars"] = bars(result)
         write_result("reward_quality", result)
     print(json.dumps({k: v for k, v in result.items() if not isinstance(v, dict)}, indent=1))
+
+
+def non_inferior(difference_ci: list[float]) -> bool:
+    return difference_ci[0] > NON_INFERIORITY_MARGIN
+
+
+def bars(result: dict) -> dict:
+    """The bars of the issue, from the fields measured (each dataset's own run)."""
+    out = {"non_inferiority_margin": NON_INFERIORITY_MARGIN,
+           "hh": {"non_inferior_to_trl": non_inferior(result["accuracy_minus_baseline_ci"]),
+                  "accuracy_minus_baseline_ci": result["accuracy_minus_baseline_ci"],
+                  "ece": result["ece"], "baseline_ece": result["baseline_ece"]}}
+    panda = result.get("pandalm")
+    if panda:
+        out["pandalm"] = {"non_inferior_to_trl": non_inferior(panda["accuracy_minus_baseline_ci"]),
+                          "accuracy_minus_baseline_ci": panda["accuracy_minus_baseline_ci"],
+                          "ece": panda["ece"], "baseline_ece": panda["baseline_ece"],
+                          "unanimous_minus_split": panda["unanimous_minus_split"]}
+    # Whether a 0.02 margin can be shown at all: the interval's half-width at this many held-out pairs.
+    out["hh"]["interval_half_width"] = (result["accuracy_minus_baseline_ci"][1]
+                                        - result["accuracy_minus_baseline_ci"][0]) / 2
+    return out
+
+
+def level_difference(levels: list[dict], high: str, low: str) -> dict:
+    """Accuracy on agreement level `high` minus level `low` (different pairs, so unpaired), with the 95% normal
+    interval of a difference of two proportions."""
+    rows = {row["name"]: row for row in levels}
+    a, b = rows[high], rows[low]
+    if not a["n"] or not b["n"]:
+        return {"delta": None, "ci_low": None, "ci_high": None, "n": [a["n"], b["n"]], "levels": [high, low]}
+    p, q = a["correct"] / a["n"], b["correct"] / b["n"]
+    half = 1.96 * math.sqrt(p * (1 - p) / a["n"] + q * (1 - q) / b["n"])
+    return {"delta": p - q, "ci_low": p - q - half, "ci_high": p - q + half, "n": [a["n"], b["n"]],
+            "levels": [high, low]}
+
+
+def pandalm(overrides: dict) -> None:
+    """Both recipes on PandaLM's three-annotator pairs; accuracy by agreement level; bars into the JSON. With
+    `overrides`, a recipe experiment against the same baseline, listed under `pandalm.recipe_experiments`."""
+    from benchmarks.machine import machine_info
+    from reward.evaluate import evaluate as evaluate_model
+    from reward.model import load_reward_model
+    from rlhfkit.core.atomic import atomic_write_text
+
+    work = WORK / "pandalm"
+    train, test = split_records(PANDALM)
+    print(f"PandaLM split: {len(train)} train, {len(test)} held-out judgments", flush=True)
+    ours_dir = train_rlhfkit(train, overrides, work)
+    rows = majority_transcripts(train)
+    base_dir = train_baseline(train, work / "baseline", rows)
+    ours = evaluate_model(load_reward_model(ours_dir), test, n_bootstrap=2000, seed=SEED)
+    base = evaluate_model(TranscriptScorer(base_dir), test, n_bootstrap=2000, seed=SEED)
+    o, b = ours.to_dict(), base.to_dict()
+    difference, difference_ci = paired_difference(ours.margins, base.margins)
+    result = json.loads(RESULT.read_text())
+    recipe = (f"RewardTrainingConfig({', '.join(f'{k}={v!r}' for k, v in sorted(overrides.items()))}): "
+              + trained_recipe(ours_dir.parent))
+    if overrides:
+        row = {"run": ours_dir.parent.name, "heldout_accuracy": o["accuracy"], "ci_low": o["accuracy_ci"][0],
+               "ci_high": o["accuracy_ci"][1], "ece": o["calibration"]["ece"],
+               "accuracy_minus_baseline": difference, "accuracy_minus_baseline_ci": difference_ci,
+               "recipe": recipe, "machine": machine_info()}
+        section = result["pandalm"]
+        section["recipe_experiments"] = [r for r in section.get("recipe_experiments", [])
+                                         if r["run"] != row["run"]] + [row]
+        print(json.dumps({k: v for k, v in row.items() if k != "machine"}, indent=1))
+    else:
+        seconds = {"rlhfkit": float((ours_dir.parent / "seconds.txt").read_text()),
+                   "baseline": json.loads((base_dir / "rlhfkit_reward.json").read_text())["extra"]["seconds"]}
+        section = {
+            "dataset": f"{PANDALM.relative_to(ROOT.parent)}: prompt-grouped 80/20 split, seed 0; train on majority "
+                       "labels, held-out judged by all three annotators",
+            "train_pairs": len(rows), "n_heldout": o["counts"]["decisive"], "recipe": recipe,
+            "baseline": "plain TRL RewardTrainer on the same majority-label pairs as HH-style transcripts, "
+                        "minilm-l6, max_length 512, 2 epochs, TRL defaults, eos_token=[SEP], bf16=False (CPU)",
+            "heldout_accuracy": o["accuracy"], "ci_low": o["accuracy_ci"][0], "ci_high": o["accuracy_ci"][1],
+            "baseline_trl_accuracy": b["accuracy"], "baseline_ci_low": b["accuracy_ci"][0],
+            "baseline_ci_high": b["accuracy_ci"][1],
+            "accuracy_minus_baseline": difference, "accuracy_minus_baseline_ci": difference_ci,
+            "ece": o["calibration"]["ece"], "baseline_ece": b["calibration"]["ece"],
+            "agreement_levels": o["agreement_levels"], "baseline_agreement_levels": b["agreement_levels"],
+            "unanimous_minus_split": level_difference(o["agreement_levels"], "1.0", "[0.66, 1)"),
+            "baseline_unanimous_minus_split": level_difference(b["agreement_levels"], "1.0", "[0.66, 1)"),
+            "train_seconds": {k: round(v, 1) for k, v in seconds.items()},
+            "recipe_experiments": result.get("pandalm", {}).get("recipe_experiments", []),
+            "machine": machine_info(),
+        }
+        result["pandalm"] = section
+        print(json.dumps({k: v for k, v in section.items() if not isinstance(v, dict | list)}, indent=1))
+    # The HH fields and their `machine` stay the HH run's; this section carries its own machine.
+    result["bars"] = bars(result)
+    atomic_write_text(RESULT, json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result["bars"], indent=1))
 
 
 if __name__ == "__main__":
