@@ -199,12 +199,13 @@ class CountingEngine:
         pass
 
 
-def counted_lm(inner: Any, max_tokens: int, budget: int | None = None) -> tuple[Any, CountingEngine]:
+def counted_lm(inner: Any, max_tokens: int, budget: int | None = None, model: str = MODEL
+               ) -> tuple[Any, CountingEngine]:
     """What `lm_and_adapter("smollm2-135m-instruct")` builds (a dspy.LM over rlhfkit's TransformersEngine), with a
     counting engine, no DSPy response cache (the memo replaces it, per method) and no retries (a refused call must
     stay refused)."""
     engine = CountingEngine(inner, budget)
-    return dspy.LM(f"local/{MODEL}", engine=engine, cache=False, max_tokens=max_tokens, num_retries=0), engine
+    return dspy.LM(f"local/{model}", engine=engine, cache=False, max_tokens=max_tokens, num_retries=0), engine
 
 
 class SmallModelAdapter(PlainAdapter):
@@ -275,6 +276,10 @@ class Context:
     proposer: Any
     adapter: Any
     work: Path
+    row_suffix: str = ""  # "@proposer" for another proposer's rows: their search states are their own
+
+    def state(self, name: str) -> str:
+        return str(self.work / f"{name}{self.row_suffix}.search.json")
 
     @property
     def rest(self) -> list[PromptItem]:
@@ -289,7 +294,7 @@ def run_rlhfkit_teleprompter(ctx: Context, metric: Any = None, name: str = "rlhf
     # Rounds are an upper bound: the budget ends the search. The state file resumes an interrupted search.
     config = InstructionEvolutionConfig(rounds=6, candidates=4, budget=s.budget, race_fraction=0.5,
                                         proposer_rate=proposer_rate, num_threads=s.threads, seed=s.seed,
-                                        state_path=str(ctx.work / f"{name}.search.json"))
+                                        state_path=ctx.state(name))
     optimizer = InstructionEvolution(metric or _metric(), config, proposer_lm=ctx.proposer,
                                      proposer_adapter=ctx.adapter)
     best = optimizer.compile(task_program(DEFAULT_INSTRUCTION), trainset=examples(ctx.scoring))
@@ -364,7 +369,7 @@ def run_rlhfkit_evolution(ctx: Context) -> dict[str, Any]:
     evaluator = FitnessEvaluator(ProgramAnswerer(ctx.task_lm, ctx.adapter, s.threads), budget=s.budget)
     # Generations are an upper bound: the budget ends the search. The state file resumes an interrupted search.
     config = EvolutionConfig(population_size=6, generations=max(1, s.budget // len(ctx.scoring)), elite=2,
-                             held_out=0.3, seed=s.seed, state_path=str(ctx.work / "rlhfkit_evolution.search.json"))
+                             held_out=0.3, seed=s.seed, state_path=ctx.state("rlhfkit_evolution"))
     optimizer = EvolutionaryInstructionOptimizer(evaluator, config, lm=ctx.proposer, adapter=ctx.adapter)
     result = optimizer.optimize(TASK, ctx.scoring, DEFAULT_INSTRUCTION)
     return {"instruction": result.best_instruction, "policy_calls": evaluator.spent,
@@ -461,16 +466,21 @@ def _metric() -> Any:
     return InstructionFollowingMetric(verifier="loose")
 
 
-def run_method(name: str, inner: Any, settings: Settings, pool: list[PromptItem], work: Path) -> dict[str, Any]:
-    """One method with fresh counters, timed; an exception becomes the result's `error`."""
+def run_method(name: str, inner: Any, settings: Settings, pool: list[PromptItem], work: Path,
+               proposer_inner: Any = None, proposer_model: str = MODEL) -> dict[str, Any]:
+    """One method with fresh counters, timed; an exception becomes the result's `error`. The proposer /
+    reflection LM is the task model itself unless `proposer_inner` (serving `proposer_model`) is given."""
     from benchmarks.machine import CpuMonitor
 
     task_lm, task_engine = counted_lm(inner, settings.max_new_tokens, settings.budget)
-    proposer, proposer_engine = counted_lm(inner, settings.proposer_tokens)
+    proposer, proposer_engine = counted_lm(proposer_inner or inner, settings.proposer_tokens, model=proposer_model)
     adapter = SmallModelAdapter()
-    ctx = Context(settings, pool, pool[: settings.scoring_prompts], task_lm, task_engine, proposer, adapter, work)
+    ctx = Context(settings, pool, pool[: settings.scoring_prompts], task_lm, task_engine, proposer, adapter, work,
+                  row_name("", proposer_model))
     start = time.perf_counter()
-    result: dict[str, Any] = {"method": name, "proposer": f"{MODEL} (bundled), {settings.proposer_tokens} new tokens"}
+    origin = "bundled" if proposer_model == MODEL else "opt-in, sha256-checked"
+    result: dict[str, Any] = {"method": name,
+                              "proposer": f"{proposer_model} ({origin}), {settings.proposer_tokens} new tokens"}
     with CpuMonitor() as monitor:
         try:
             # COPRO and GEPA evaluate with the configured LM; no evaluation may stop a search for too many errors
@@ -624,7 +634,8 @@ def plot(result: dict[str, Any], path: Path) -> Path:
         if "heldout_score" not in r:
             bars.text(x, 0.02, "failed", rotation=90, ha="center", va="bottom", fontsize=8, color="red")
             continue
-        bars.bar(x, r["heldout_score"], color=COLORS[name], capsize=4,
+        bars.bar(x, r["heldout_score"], color=COLORS[name.split("@")[0]], capsize=4,
+                 hatch="//" if "@" in name else None,
                  yerr=[[r["heldout_score"] - r["ci_low"]], [r["ci_high"] - r["heldout_score"]]])
     bars.set_xticks(range(len(names)), names, fontsize=8, rotation=35, ha="right")
     bars.set(ylim=(0, 1), ylabel="held-out score (IFEval loose share)",
@@ -638,10 +649,17 @@ def plot(result: dict[str, Any], path: Path) -> Path:
             curve.step(xs, ys, where="post", color=COLORS[name], zorder=3)
             curve.plot(xs, ys, "o", color=COLORS[name], zorder=3, label=label)
             scores += ys
-    for name in ("dspy_instruction_tuner", *DSPY_OWN):
-        r = methods.get(name, {})
+    for proposer, points in (result.get("teleprompter_curve_by_proposer") or {}).items():
+        if points:
+            xs, ys = [p["policy_calls"] for p in points], [p["heldout_score"] for p in points]
+            curve.step(xs, ys, where="post", color=COLORS[RLHFKIT], ls="--", zorder=3)
+            curve.plot(xs, ys, "D", color=COLORS[RLHFKIT], zorder=3, label=f"rlhfkit Teleprompter, {proposer}")
+            scores += ys
+    for name in [n for n in methods if n.split("@")[0] in ("dspy_instruction_tuner", *DSPY_OWN)]:
+        r = methods[name]
         if "heldout_score" in r:
-            curve.plot(r["policy_calls"], r["heldout_score"], "s", color=COLORS[name], label=name)
+            curve.plot(r["policy_calls"], r["heldout_score"], "^" if "@" in name else "s",
+                       color=COLORS[name.split("@")[0]], label=name)
     curve.axhline(methods["default"]["heldout_score"], color="grey", ls=":", label="default instruction")
     best = result["goal"].get("best_dspy_heldout_score")
     if best is not None:
@@ -666,6 +684,46 @@ def engine(settings: Settings) -> Any:
     from rlhfkit.models.causal_lm import serve_local
 
     return ServedEngine(serve_local(MODEL), settings.proposer_tokens)
+
+
+def proposer_engine(settings: Settings, model: str) -> Any:
+    """A second, larger proposer (an opt-in model): its own vLLM server beside the task model's (or in-process).
+    Its context is capped: proposer prompts are short, and a 32k-token KV cache would not fit beside the other."""
+    if settings.engine == "transformers":
+        return TransformersEngine(model, max_new_tokens=settings.proposer_tokens)
+    from rlhfkit.models.causal_lm import servable_folder
+    from rlhfkit.models.registry import resolve_model
+    from rlhfkit.models.vllm_server import shared_server
+
+    return ServedEngine(shared_server(servable_folder(resolve_model(model)), max_model_len=4096),
+                        settings.proposer_tokens)
+
+
+def others_in(rows: dict[str, Any]) -> list[str]:
+    """The proposers other than the default that have rows."""
+    return list(dict.fromkeys(name.split("@", 1)[1] for name in rows if "@" in name))
+
+
+def row_name(method: str, proposer: str) -> str:
+    """Rows of the default proposer keep the method's name; another proposer's rows are `method@proposer`."""
+    return method if proposer == MODEL else f"{method}@{proposer}"
+
+
+def seed_committed_rows(work: Path) -> list[str]:
+    """Copy the committed JSON's method rows into an empty work folder (the held-out evaluation re-scores their
+    instructions here): a new proposer's rows can then be added without rerunning every earlier search."""
+    from rlhfkit.core.atomic import atomic_write_text
+
+    committed = ROOT / "benchmarks" / "results" / f"{NAME}.json"
+    if not committed.exists():
+        return []
+    seeded = []
+    for name, row in json.loads(committed.read_text())["methods"].items():
+        if name in ("default", "handwritten") or (work / f"{name}.json").exists():
+            continue
+        atomic_write_text(work / f"{name}.json", json.dumps(row, indent=1))
+        seeded.append(name)
+    return seeded
 
 
 def check_settings(work: Path, settings: Settings) -> None:
@@ -702,6 +760,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--engine", choices=("vllm-server", "transformers"), default=Settings.engine,
                         help="What answers the task and proposer LMs.")
     parser.add_argument("--threads", type=int, default=Settings.threads, help="Requests in flight per method.")
+    parser.add_argument("--proposer", default=MODEL, help="Proposer / reflection LM of the methods run (a short "
+                        "name, e.g. the opt-in qwen2.5-coder-0.5b-instruct, or a folder); rows of a proposer other "
+                        f"than {MODEL} are named METHOD@PROPOSER.")
+    parser.add_argument("--reuse-committed", action="store_true", help="Start an empty work folder from the "
+                        "committed JSON's rows (their instructions are re-scored on the held-out prompts).")
     parser.add_argument("--smoke", action="store_true", help="A quick check of the script: budget 16, 4 scoring and "
                         "4 held-out prompts, 16-token answers, in a temporary folder; writes no result.")
     args = parser.parse_args()
@@ -736,6 +799,8 @@ def main() -> None:
     torch.set_num_threads(usable_cpus())
     work.mkdir(parents=True, exist_ok=True)
     check_settings(work, settings)
+    if args.reuse_committed:
+        print(f"rows reused from the committed result: {seed_committed_rows(work)}", flush=True)
     train, heldout = split_prompts(read_prompts(IFEVAL), 0.25, seed=SEED)
     pool, heldout = train[: settings.train_prompts], heldout[: settings.heldout_prompts]
     print(f"{len(pool)} training prompts ({settings.scoring_prompts} scoring), {len(heldout)} held out; budget "
@@ -744,18 +809,24 @@ def main() -> None:
     if "rlhfkit_teleprompter_reward" in args.methods and not (work / "rlhfkit_teleprompter_reward.json").exists():
         print("== the reward-only row's reward model (rlhfkit's own commands)", flush=True)
         prepare_reward_model(work)  # before the shared server starts: its generation starts a server of its own
-    inner = engine(settings)  # one model for every role
-    print(f"engine: {settings.engine}, {settings.threads} requests in flight", flush=True)
+    inner = engine(settings)  # one model for every role, unless --proposer names another
+    proposing = proposer_engine(settings, args.proposer) if args.proposer != MODEL else None
+    print(f"engine: {settings.engine}, {settings.threads} requests in flight; proposer {args.proposer}", flush=True)
     timings: dict[str, float] = {}
     methods: dict[str, dict[str, Any]] = {}
-    for name in METHODS:  # the methods asked for run (or come from the cache); earlier runs' others are kept
-        if name in args.methods:
-            methods[name] = cached_run(name, work, lambda name=name: run_method(name, inner, settings, pool, work))
-        elif (work / f"{name}.json").exists():
-            methods[name] = json.loads((work / f"{name}.json").read_text())
-        else:
-            continue
-        timings[name] = methods[name]["seconds"]
+    asked = {row_name(m, args.proposer) for m in args.methods}
+    others = sorted({p.stem.split("@", 1)[1] for p in work.glob("*@*.json") if not p.stem.endswith(".search")})
+    for proposer in dict.fromkeys([MODEL, *others, args.proposer]):
+        for method in METHODS:  # the methods asked for run (or come from the cache); earlier runs' others are kept
+            name = row_name(method, proposer)
+            if name in asked:
+                methods[name] = cached_run(name, work, lambda m=method, n=name: run_method(
+                    m, inner, settings, pool, work, proposing, args.proposer) | {"method": n})
+            elif (work / f"{name}.json").exists():
+                methods[name] = json.loads((work / f"{name}.json").read_text())
+            else:
+                continue
+            timings[name] = methods[name]["seconds"]
 
     start = time.perf_counter()
     print("== held-out evaluation (not counted in any budget)", flush=True)
@@ -775,6 +846,14 @@ def main() -> None:
     bar = goal(report, steps)
     if "heldout_score" in report.get(RLHFKIT, {}):
         report[RLHFKIT]["calls_to_match_best_dspy"] = bar["calls_to_match_best_dspy"]
+    # The same bar among one other proposer's rows (the Teleprompter against the DSPy optimizers given that proposer).
+    goals_by_proposer, curves_by_proposer = {MODEL: bar}, {}
+    for proposer in others_in(report):
+        rows = {m.split("@", 1)[0]: r for m, r in report.items() if m.endswith(f"@{proposer}")}
+        curve_p = teleprompter_curve(held, rows[RLHFKIT]) if "history" in rows.get(RLHFKIT, {}) else None
+        goals_by_proposer[proposer], curves_by_proposer[proposer] = goal(rows, curve_p), curve_p
+        if "heldout_score" in rows.get(RLHFKIT, {}):
+            rows[RLHFKIT]["calls_to_match_best_dspy"] = goals_by_proposer[proposer]["calls_to_match_best_dspy"]
     result = {
         "budget": settings.budget,
         "budget_counts": "generations of the task model per method (identical greedy requests answered once); the "
@@ -805,6 +884,8 @@ def main() -> None:
         "rlhfkit_curve": curve,
         "calls_to_match_best_dspy_how": CALLS_TO_MATCH_HOW,
         "goal": bar,
+        "goal_by_proposer": goals_by_proposer,
+        "teleprompter_curve_by_proposer": curves_by_proposer,
         "versions": {"dspy": dspy.__version__, **_versions()},
         "timings_s": timings,
     }
