@@ -68,3 +68,17 @@ def test_every_named_function_and_module_exists(page):
     names = sorted(set(DOTTED.findall(page.read_text())) - setting_paths())
     missing = [name for name in names if not resolves(name)]
     assert not missing, f"{page.name} names what the code does not have: {missing}"
+
+
+def test_the_instruction_entry_points_import_from_their_package_without_loading_dspy():
+    import subprocess
+    import sys
+
+    import policy.instructions
+
+    for name in policy.instructions.__all__:
+        assert f"`{name}`" in (ROOT / "README.md").read_text(), name  # the README names each entry point
+        assert getattr(policy.instructions, name).__name__ == name
+    light = subprocess.run([sys.executable, "-c", "import sys, policy.instructions; print('dspy' in sys.modules)"],
+                           capture_output=True, text=True, cwd=ROOT)
+    assert light.stdout.strip() == "False", light.stderr
