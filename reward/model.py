@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import re
 import sys
 from collections.abc import Iterable, Iterator, Sequence
@@ -40,6 +41,11 @@ from rlhfkit.core.atomic import atomic_dir
 from rlhfkit.core.errors import InputError
 from rlhfkit.core.stats import sigmoid
 from rlhfkit.models.registry import ModelNotFoundError, resolve_model
+
+log = logging.getLogger(__name__)
+
+UNREADABLE_SHARE = 0.1
+"""Above this share of unknown tokens in the texts it scores, a reward model warns that it cannot read them."""
 
 # Batching: pairs are sorted by length and cut into batches of at most `batch_size` pairs and `max_batch_tokens`
 # padded tokens. On CPU the token budget matters more than the count: a single 150-token pair already keeps BERT's
@@ -294,7 +300,24 @@ class RewardModel:
         """Token ids of each pair, exactly as training built them (`reward.text.encode`)."""
         if len(prompts) != len(responses):
             raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
-        return [encode(self.tokenizer, p, r, self.meta.max_length).input_ids for p, r in zip(prompts, responses)]
+        encoded = [encode(self.tokenizer, p, r, self.meta.max_length).input_ids for p, r in zip(prompts, responses)]
+        self._check_readable(encoded)
+        return encoded
+
+    def _check_readable(self, encoded: Sequence[Sequence[int]]) -> None:
+        """Warn (once per model) when its tokenizer maps much of the text to its unknown token: text in a script or
+        language it was not built for (a pool written for another model's tokenizer, emoji for a BERT vocabulary).
+        Such text still scores, but the scores carry little of what the text says."""
+        unk = getattr(self.tokenizer, "unk_token_id", None)
+        if unk is None or getattr(self, "_warned_unreadable", False):
+            return
+        total = sum(len(ids) for ids in encoded)
+        unknown = sum(list(ids).count(unk) for ids in encoded)
+        if total and unknown / total > UNREADABLE_SHARE:
+            self._warned_unreadable = True
+            log.warning("reward model %r reads %.0f%% of the tokens of this text as unknown (%s): its tokenizer does "
+                        "not cover this language or script, so its scores say little here; use a reward model whose "
+                        "tokenizer does", self.meta.backbone, 100 * unknown / total, self.tokenizer.unk_token)
 
     def forward_ids(self, batch: Sequence[Sequence[int]]) -> list[float]:
         """Rewards of already-encoded sequences in one forward pass (right-padded to the longest)."""

@@ -355,3 +355,24 @@ def test_batches_respect_count_and_token_budget(encoder):
     assert [len(g) for g in groups] == [1, 1, 2, 3, 3]
     scorer.max_batch_tokens = 10**9
     assert [len(g) for g in scorer.batches(lengths, batch_size=4)] == [4, 4, 2]
+
+
+def test_text_the_tokenizer_cannot_read_scores_but_warns_once(encoder_dir, llama, caplog):
+    """A pool written in a script the reward model's tokenizer lacks: MiniLM's BERT vocabulary has no emoji."""
+    from annotation.select import select_pairs
+    from preference.pairs import Pair
+
+    encoder = load_reward_model(encoder_dir)  # its own instance: the warning is once per model
+    with caplog.at_level("WARNING", logger="reward.model"):
+        encoder.score(["Say hi"] * 2, ["Hello there, friend!", "Hi, how are you?"])
+        assert not caplog.records  # English: nothing to say
+        pool = [Pair(f"🙂 {i}", "🤖🚀🎉 " * (i + 1), "🌧️🌈 " * (i + 2)) for i in range(6)]
+        chosen = select_pairs(pool, "uncertainty", 3, scorers=[encoder])
+        assert len(chosen) == 3 and all(math.isfinite(s.score) for s in chosen)
+        encoder.score([pool[0].prompt], [pool[0].response_a])
+    warned = [r.getMessage() for r in caplog.records if "unknown" in r.getMessage()]
+    assert len(warned) == 1 and "[UNK]" in warned[0] and "minilm-l6" in warned[0]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="reward.model"):
+        llama.score([pool[0].prompt], [pool[0].response_a])  # byte-level BPE reads every character
+    assert not caplog.records
