@@ -160,7 +160,9 @@ class InstructionTemplateGenerator:
             answer, why = self._ask(task, output_format)
             written, why = (None, why) if why else rejection(answer, task)
         if written is None:
-            log.info("instruction template: the deterministic fallback, because %s", why)
+            # Said where an LM was asked and not used; with no LM at all the fallback is the plan, not news.
+            log.log(logging.INFO if self.lm or dspy.settings.lm else logging.DEBUG,
+                    "instruction template: the deterministic fallback, because %s", why)
             return InstructionTemplate(fallback_template(task, output_format, constraints), "fallback", why)
         extras = []
         if output_format in FORMATS:  # a known format is always stated exactly, whatever the LM wrote
