@@ -5,6 +5,7 @@ and any other exception with its traceback: that is a bug.
   `ConfigError` is a setting of a config; `preference.errors.DataError` carries every problem of a data file.
 - `SetupError`: something the environment lacks or cannot reach: an engine, a server, a package's data.
 - `TrainingDiverged`: training produced a non-finite loss.
+- `TrainingFailed`: training launched on several processes ended with an error in one of them.
 
 Each keeps the built-in class it replaces (`ValueError`, `RuntimeError`) as a second base, so code written against
 those keeps working.
@@ -29,3 +30,7 @@ class SetupError(RlhfkitError, RuntimeError):
 
 class TrainingDiverged(RlhfkitError, RuntimeError):
     """The training loss became NaN or infinite."""
+
+
+class TrainingFailed(RlhfkitError, RuntimeError):
+    """A training launched on several processes failed; the message has what they printed last and how to resume."""

@@ -230,6 +230,19 @@ InstructionsSection = section_of(
                                "passes; skipped when the start is kept).")))
 
 
+class LaunchSection(Section):
+    num_processes: int = Field(1, ge=1, description="Processes the training stages (reward, update) run on, "
+                               "started by `accelerate launch`: one per GPU, or gloo processes on a machine without "
+                               "one; 1 trains in the run's own process. The other stages always run in the main "
+                               "process. Precision is each method's own bf16 setting.")
+    accelerate_config: str | None = Field(None, description="An accelerate config file for the training stages "
+                                          "(configs/accelerate/ddp.yaml, fsdp.yaml, deepspeed_zero2.yaml, or your "
+                                          "own, multi-node included); num_processes above overrides the file's "
+                                          "when it is above 1.")
+    main_process_port: int = Field(0, ge=0, le=65535, description="Port of the processes' rendezvous (0: a free "
+                                   "one).")
+
+
 class PipelineConfig(Section):
     workdir: str = Field("runs/main", description="Folder for every stage's outputs, the manifest and the report; "
                          "a rerun resumes there.")
@@ -244,13 +257,16 @@ class PipelineConfig(Section):
     dspy: DSPySection = Field(default_factory=DSPySection, description="Scoring the policy with DSPy modules.")
     instructions: InstructionsSection = Field(default_factory=InstructionsSection,
                                               description="The instruction search.")
+    launch: LaunchSection = Field(default_factory=LaunchSection, description="Where the training stages run: "
+                                  "this process, or several under `accelerate launch` (docs/pipeline.md).")
 
     def check_paths(self, base: Path) -> list[str]:
         """Problems with files the config names (checked before any work starts)."""
         problems = []
         named = [("prompts.source", self.prompts.source if self.prompts.source != "builtin" else None),
                  ("label.file", self.label.file if self.label.annotator == "file" else None),
-                 ("label.reward_model", self.label.reward_model if self.label.annotator == "reward" else None)]
+                 ("label.reward_model", self.label.reward_model if self.label.annotator == "reward" else None),
+                 ("launch.accelerate_config", self.launch.accelerate_config)]
         for field, value in named:
             if value is not None and not (base / value).expanduser().exists():
                 problems.append(f"{field}: {value} does not exist")
@@ -317,6 +333,8 @@ def _anchor_model_paths(config: PipelineConfig, base: Path) -> None:
     config.reward.model = anchored(config.reward.model)
     config.label.judge_lm = anchored(config.label.judge_lm)
     config.instructions.lm = anchored(config.instructions.lm)
+    if config.launch.accelerate_config is not None:
+        config.launch.accelerate_config = str((base / config.launch.accelerate_config).expanduser().resolve())
 
 
 def default_yaml(model: type[BaseModel] = PipelineConfig, indent: int = 0) -> str:

@@ -27,6 +27,7 @@ from rlhfkit.models.registry import KNOWN, ModelNotFoundError, resolve_model
 from rlhfkit.models.vllm_server import cpu_build, stop_all
 from rlhfkit.pipeline.config import PipelineConfig
 from rlhfkit.pipeline.headline import headlines
+from rlhfkit.pipeline.launch import check_launch
 from rlhfkit.pipeline.reads import changed_reads
 from rlhfkit.pipeline.stages import STAGES, TRAINING_STAGES, Context
 
@@ -98,6 +99,7 @@ def run_pipeline(config: PipelineConfig, *, base: Path | None = None, from_stage
     if from_stage is not None and from_stage not in STAGES:
         raise InputError(f"unknown stage {from_stage!r}; the stages are: {', '.join(STAGES)}")
     _check_models(config)
+    check_launch(config.launch)
     work = Path(config.workdir)
     if restart and work.exists():
         shutil.rmtree(work)

@@ -27,6 +27,7 @@ from preference.store import PreferenceStore, replace_preferences
 from rlhfkit.core.atomic import atomic_write_text
 from rlhfkit.core.errors import InputError
 from rlhfkit.pipeline.config import PipelineConfig, section_values
+from rlhfkit.pipeline.launch import run_training
 from rlhfkit.pipeline.reads import RecordingConfig
 
 log = logging.getLogger(__name__)
@@ -185,22 +186,31 @@ def _import_file(ctx: Context, store: Path) -> None:
 
 
 # -- 4. reward model ----------------------------------------------------------------------------------------------
-def reward(ctx: Context) -> dict[str, Any]:
+def _reward_training(ctx: Context) -> tuple[dict[str, list[PreferenceRecord]], Any, Callable[[], Any]]:
+    """The reward stage's data split, its training config, and the training itself (run here or launched)."""
     from preference.split import split_by_prompt
     from reward.config import RewardTrainingConfig
-    from reward.evaluate import evaluate
-    from reward.model import load_reward_model
     from reward.train import train_reward_model
 
     spec, folder = ctx.config.reward, ctx.folder("reward")
     parts = split_by_prompt(ctx.records(), {"train": 1 - spec.heldout, "test": spec.heldout}, seed=ctx.config.seed)
     config = RewardTrainingConfig(**section_values(spec, RewardTrainingConfig), output_dir=str(folder),
                                   seed=ctx.config.seed, resume=True, logging_steps=5, save_steps=50)
-    trained = train_reward_model(parts["train"], config)
+    return parts, config, lambda: train_reward_model(parts["train"], config)
+
+
+def reward(ctx: Context) -> dict[str, Any]:
+    from reward.evaluate import evaluate
+    from reward.model import load_reward_model
+
+    folder = ctx.folder("reward")
+    parts, config, train = _reward_training(ctx)
+    run_training(ctx, "reward", train)
+    trained = json.loads((folder / "summary.json").read_text())
     result: dict[str, Any] = {"train_judgments": len(parts["train"]), "test_judgments": len(parts["test"]),
-                              "truncated": trained.data.get("truncated")}
+                              "truncated": trained["data"].get("truncated")}
     try:
-        report = evaluate(load_reward_model(trained.model_dir), parts["test"], n_bootstrap=ctx.config.evaluate.
+        report = evaluate(load_reward_model(ctx.reward_model_dir), parts["test"], n_bootstrap=ctx.config.evaluate.
                           n_bootstrap, seed=ctx.config.seed)
     except ValueError as exc:  # e.g. only ties held out: the model is trained, the evaluation says why it is missing
         result["eval_error"] = str(exc)
@@ -211,18 +221,17 @@ def reward(ctx: Context) -> dict[str, Any]:
     accuracy_ci = data.get("accuracy_ci") or [None, None]
     result = {**result, "accuracy": data.get("accuracy"), "accuracy_ci": accuracy_ci,
               "decisive_test_pairs": data["counts"]["decisive"], "ece": data["calibration"]["ece"]}
-    if spec.learning_curve:
-        result["learning_curve"] = _reward_curve(ctx, parts, config, result)
+    if shares := ctx.config.reward.learning_curve:
+        result["learning_curve"] = _reward_curve(ctx, parts, config, result, shares)
     return result
 
 
-def _reward_curve(ctx: Context, parts: dict[str, list[Any]], config: Any, full: dict[str, Any]
-                  ) -> list[dict[str, Any]]:
+def _reward_curve(ctx: Context, parts: dict[str, list[Any]], config: Any, full: dict[str, Any],
+                  shares: list[float]) -> list[dict[str, Any]]:
     """The reward recipe retrained on shares of the training prompts, each scored on the same held-out pairs."""
     from reward.learning_curve import CurvePoint, curve_dicts, learning_curve, save_curve
 
     folder = ctx.folder("reward")
-    shares = ctx.config.reward.learning_curve
     with ctx.progress() as progress:
         task = progress.add_task(f"reward learning curve ({len(shares)} smaller models)", total=len(shares))
         points = learning_curve(parts["train"], parts["test"],
@@ -236,7 +245,8 @@ def _reward_curve(ctx: Context, parts: dict[str, list[Any]], config: Any, full: 
 
 
 # -- 5. policy update ---------------------------------------------------------------------------------------------
-def update(ctx: Context) -> dict[str, Any]:
+def _update_training(ctx: Context) -> Callable[[], Any]:
+    """The policy update the stage runs (here or launched), as one call."""
     from policy.config import DPOTrainingConfig, PPOTrainingConfig, RLTrainingConfig
 
     spec, folder = ctx.config.update, ctx.folder("update")
@@ -245,21 +255,26 @@ def update(ctx: Context) -> dict[str, Any]:
     if spec.method == "dpo":
         from policy.dpo import train_dpo
 
-        summary = train_dpo(ctx.records(), DPOTrainingConfig(**section_values(spec.dpo, DPOTrainingConfig), **run))
-    else:
-        rewards = dict(reward_models=[str(ctx.reward_model_dir)], verifier="loose" if spec.verifier_reward else None)
-        if spec.method in ("grpo", "rloo"):
-            from policy.rl import train_rl
+        records, config = ctx.records(), DPOTrainingConfig(**section_values(spec.dpo, DPOTrainingConfig), **run)
+        return lambda: train_dpo(records, config)
+    rewards = dict(reward_models=[str(ctx.reward_model_dir)], verifier="loose" if spec.verifier_reward else None)
+    prompts = ctx.prompts("train")
+    if spec.method in ("grpo", "rloo"):
+        from policy.rl import train_rl
 
-            summary = train_rl(ctx.prompts("train"), RLTrainingConfig(
-                **section_values(spec.rl, RLTrainingConfig), **run, **rewards, algo=spec.method))
-        else:
-            from policy.ppo import train_ppo
+        rl = RLTrainingConfig(**section_values(spec.rl, RLTrainingConfig), **run, **rewards, algo=spec.method)
+        return lambda: train_rl(prompts, rl)
+    from policy.ppo import train_ppo
 
-            summary = train_ppo(ctx.prompts("train"), PPOTrainingConfig(
-                **section_values(spec.ppo, PPOTrainingConfig), **run, **rewards))
+    ppo = PPOTrainingConfig(**section_values(spec.ppo, PPOTrainingConfig), **run, **rewards)
+    return lambda: train_ppo(prompts, ppo)
+
+
+def update(ctx: Context) -> dict[str, Any]:
+    run_training(ctx, "update", _update_training(ctx))
+    summary = json.loads((ctx.folder("update") / "summary.json").read_text())
     metrics = summary.get("train_metrics", {})
-    return {"method": spec.method, "model": ctx.updated_policy, "pairs": summary.get("pairs"),
+    return {"method": ctx.config.update.method, "model": ctx.updated_policy, "pairs": summary.get("pairs"),
             "train_loss": metrics.get("train_loss"), "seconds": metrics.get("train_runtime")}
 
 
@@ -369,4 +384,9 @@ STAGES: dict[str, tuple[str, Stage]] = {
     "report": ("write the report", report),
 }
 # Stages that train: the generation engines of earlier stages are stopped before them.
-TRAINING_STAGES = frozenset({"reward", "update"})
+TRAINING: dict[str, Callable[[Context], Any]] = {
+    "reward": lambda ctx: _reward_training(ctx)[2](),
+    "update": lambda ctx: _update_training(ctx)(),
+}
+"""The training part of each training stage: what one process runs when the stage is launched on several."""
+TRAINING_STAGES = frozenset(TRAINING)

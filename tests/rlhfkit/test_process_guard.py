@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from rlhfkit.core.guarded import GUARD
 from rlhfkit.core.process_guard import group_members
-from rlhfkit.models.vllm_server import GUARD
 
 # A caller that starts the guard the way VLLMServer does (new session, pipe on stdin) over a command that forks a
 # child which ignores SIGTERM (as a busy engine worker may), prints the guard's pid and waits to be killed.
