@@ -315,9 +315,23 @@ class GenerationConfig:
     """A chat template (Jinja string or file) for a tokenizer that has none."""
     device: str | None = None
     """`cpu`, `cuda`, `cuda:1`, ...; default: CUDA when available."""
+    server_url: str | None = None
+    """An OpenAI-compatible vLLM server that already serves `model` (`http://gpu-box:8000`, on this machine or
+    another): generation sends it token ids (the tokenizer and chat template of `model` apply here) instead of
+    starting an engine. A server that stops mid-run fails the run; rerun it once the server is back, and generation
+    resumes where its file stopped."""
+    tensor_parallel_size: int = 1
+    """GPUs each vLLM engine that rlhfkit starts splits the model over (vLLM's --tensor-parallel-size)."""
+    data_parallel_size: int = 1
+    """Engine replicas of the vLLM server that rlhfkit starts, each on its own GPUs (vLLM's --data-parallel-size)."""
 
     def validate(self) -> None:
         checks = [
+            (self.server_url is None or (self.server_url.startswith(("http://", "https://"))
+                                         and self.backend in ("auto", "vllm-server")),
+             "server_url must be an http(s) URL, with backend auto or vllm-server"),
+            (self.tensor_parallel_size >= 1 and self.data_parallel_size >= 1,
+             "tensor_parallel_size and data_parallel_size must be at least 1"),
             (self.num_candidates >= 1, "num_candidates must be at least 1"),
             (self.max_new_tokens >= 1, "max_new_tokens must be at least 1"),
             (self.temperature >= 0, "temperature must be 0 (greedy) or positive"),

@@ -15,7 +15,8 @@
   machine whose main virtualenv has vllm), `"transformers"` with `transformers.generate` (always there).
   `"auto"` takes the first of vllm, vllm-server, transformers that is installed, and falls back to transformers
   (logged) when an engine fails to start. Engines get the same token ids (the chat template is applied here), a seed
-  per prompt, and write the same rows; a resumed file is never continued by another engine.
+  per prompt, and write the same rows; a resumed file is never continued by another engine. `server_url` sends
+  the same requests to a vLLM server someone else runs (another machine's GPUs), with no fallback.
 """
 
 from __future__ import annotations
@@ -137,10 +138,16 @@ class _ServedSampler:
     def __init__(self, config: GenerationConfig):
         from policy.model import load_policy_tokenizer
         from rlhfkit.models.causal_lm import serve_local
+        from rlhfkit.models.vllm_server import RemoteServer
 
         self.config = config
         self.tokenizer = load_policy_tokenizer(config.model, config.chat_template)
-        self.server = serve_local(config.model)
+        parallel = [("--tensor-parallel-size", config.tensor_parallel_size),
+                    ("--data-parallel-size", config.data_parallel_size)]
+        flags = tuple(str(part) for flag, size in parallel if size > 1 for part in (flag, size))
+        # Only flags that change the engine: with none, every caller of this model shares one server.
+        self.server = RemoteServer(config.server_url) if config.server_url else serve_local(
+            config.model, **({"extra_args": flags} if flags else {}))
         self.max_prompt_tokens = max(1, self.server.max_model_len - config.max_new_tokens)
         self.stop_ids = sorted({t for t in (self.tokenizer.eos_token_id,) if t is not None})
 
@@ -161,6 +168,8 @@ def resolve_backend(config: GenerationConfig) -> str:
 
     if config.backend != "auto":
         return config.backend
+    if config.server_url:
+        return "vllm-server"  # a server someone runs: nothing to install here
     if vllm_available():
         return "vllm"
     if vllm_server.installed() and (config.device or "cpu").split(":")[0] in ("cpu", "cuda"):
@@ -185,7 +194,7 @@ def _sampler(config: GenerationConfig, backend: str | None = None) -> Any:
         try:
             return _ServedSampler(config)
         except EngineError as exc:
-            if config.backend != "auto":
+            if config.backend != "auto" or config.server_url:  # asked for by name: its failure is the answer
                 raise
             log.warning("the vLLM engine did not start, generating with transformers instead: %s",
                         str(exc).splitlines()[0])
@@ -275,8 +284,11 @@ def generate_candidates(prompts: Sequence[PromptItem], config: GenerationConfig 
     saved = json.loads(settings.read_text()) if partial.exists() and settings.exists() else None
 
     def check(engine: str) -> dict[str, Any]:
-        # The engine is part of the settings: a file begun by one engine is never finished by another.
-        fingerprint = {**dataclasses.asdict(config), "engine": engine, "prompts": [item.key for item in prompts]}
+        # The engine is part of the settings: a file begun by one engine is never finished by another. Where the
+        # engine runs is not (a server that restarts elsewhere, more GPUs): the same engine and model answer alike.
+        where = ("server_url", "tensor_parallel_size", "data_parallel_size")
+        fingerprint = {**{k: v for k, v in dataclasses.asdict(config).items() if k not in where}, "engine": engine,
+                       "prompts": [item.key for item in prompts]}
         if saved is not None and saved != fingerprint:
             other = {k for k in fingerprint if saved.get(k) != fingerprint[k]}
             raise InputError(f"{partial} was begun with other settings ({', '.join(sorted(other))}; engine "

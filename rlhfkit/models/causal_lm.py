@@ -67,10 +67,10 @@ def newest_file_mtime_ns(model: str) -> int:
     return max((f.stat().st_mtime_ns for f in folder.iterdir() if f.is_file()), default=0)
 
 
-def serve_local(model: str) -> Any:
+def serve_local(model: str, **settings: Any) -> Any:
     """The running vLLM server (`rlhfkit.models.vllm_server.shared_server`) for a local model name, folder or cached
     id: adapters served merged, the context from the model's config. Generation and DSPy LMs both come here, so
-    they share one server per model."""
+    they share one server per model. `settings`: more `VLLMServer` options (extra_args: vLLM flags)."""
     import json
     from pathlib import Path
 
@@ -78,4 +78,4 @@ def serve_local(model: str) -> Any:
 
     folder = servable_folder(resolve_model(model))
     context = json.loads((Path(folder) / "config.json").read_text()).get("max_position_embeddings") or 2048
-    return shared_server(folder, max_model_len=int(context))
+    return shared_server(folder, max_model_len=int(context), **settings)

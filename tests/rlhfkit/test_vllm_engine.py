@@ -275,3 +275,37 @@ def test_the_command_line_says_in_one_line_that_the_engine_is_missing(engine_pol
                                       "--limit", "1"])
     assert result.exit_code == 1
     assert "the vLLM engine is not installed" in result.output and "Traceback" not in result.output
+
+
+def test_a_server_someone_else_runs_by_url_resumes_after_it_restarts(vllm_venv, engine_policy, tmp_path):
+    """generate.server_url: rlhfkit starts no engine; a server that goes away fails the run, the rerun resumes."""
+    from rlhfkit.core.ports import free_port
+
+    prompts = builtin_prompts(8)
+    sampling = dict(model=engine_policy, num_candidates=2, max_new_tokens=10, temperature=1.0, batch_size=4)
+    port = free_port("127.0.0.1")
+    with pytest.raises(EngineError, match=r"does not answer .*generate\.server_url"):
+        generate_candidates(prompts, GenerationConfig(**sampling, server_url=f"http://127.0.0.1:{port}"),
+                            tmp_path / "none.jsonl", progress=False)
+
+    config = GenerationConfig(**sampling, server_url=f"http://127.0.0.1:{port}/v1")
+    theirs = VLLMServer(Path(engine_policy), served_name="their-model", port=port, max_model_len=1024).start()
+    started_by_rlhfkit = dict(vllm_server._SHARED)
+
+    def server_goes_away(index: int) -> None:
+        if index == 0:
+            theirs.stop()
+
+    out = tmp_path / "remote.jsonl"
+    with pytest.raises(EngineError, match="did not answer"):
+        generate_candidates(prompts, config, out, progress=False, on_chunk=server_goes_away)
+    assert len(out.with_name(out.name + ".partial").read_text().splitlines()) == 4  # the first chunk is kept
+    with VLLMServer(Path(engine_policy), served_name="their-model", port=port, max_model_len=1024):
+        resumed = read_candidates(generate_candidates(prompts, config, out, progress=False).path)
+        whole = read_candidates(generate_candidates(prompts, config, tmp_path / "whole.jsonl", progress=False).path)
+    assert [r["key"] for r in resumed] == [r["key"] for r in whole]  # nothing lost or doubled
+    assert [r["candidates"] for r in resumed] == [r["candidates"] for r in whole]
+    assert vllm_server._SHARED == started_by_rlhfkit  # rlhfkit started no engine of its own for them
+    local = GenerationConfig(**sampling, backend="vllm-server")  # the same engine started by rlhfkit: same answers
+    mine = read_candidates(generate_candidates(prompts, local, tmp_path / "local.jsonl", progress=False).path)
+    assert [r["candidates"] for r in mine] == [r["candidates"] for r in whole]
