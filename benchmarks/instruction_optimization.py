@@ -582,9 +582,11 @@ def rlhfkit_curve(held: HeldOut, evolution: dict[str, Any]) -> list[dict[str, An
     return points
 
 
-def goal(methods: dict[str, dict[str, Any]], curve: list[dict[str, Any]] | None) -> dict[str, Any]:
+def goal(methods: dict[str, dict[str, Any]], curve: list[dict[str, Any]] | None, default_score: float
+         ) -> dict[str, Any]:
     """The issue's bar: rlhfkit's optimizer (RLHFKIT) reaches the best DSPy optimizer's held-out score with at most
-    half its calls, and beats the default instruction with an interval that excludes zero."""
+    half its calls, and beats the default instruction with an interval that excludes zero. A best DSPy score at or
+    below the default's (`default_score`) is nothing to match: the start instruction would "match" it for free."""
     done = {m: r for m, r in methods.items() if m in DSPY_OWN and "heldout_score" in r}
     evolution = methods.get(RLHFKIT, {})
     out: dict[str, Any] = {"method": RLHFKIT}
@@ -592,9 +594,12 @@ def goal(methods: dict[str, dict[str, Any]], curve: list[dict[str, Any]] | None)
     if done:
         best = max(done, key=lambda m: done[m]["heldout_score"])
         target = done[best]["heldout_score"]
-        match = next((p["policy_calls"] for p in curve or [] if p["heldout_score"] >= target), None)
+        above = target > default_score
+        match = next((p["policy_calls"] for p in curve or [] if p["heldout_score"] >= target), None) if above \
+            else None
         out.update({"best_dspy_method": best, "best_dspy_heldout_score": target,
-                    "best_dspy_policy_calls": done[best]["policy_calls"], "calls_to_match_best_dspy": match,
+                    "best_dspy_policy_calls": done[best]["policy_calls"], "best_dspy_above_default": above,
+                    "calls_to_match_best_dspy": match,
                     "matched_with_half_the_calls": match is not None and match <= done[best]["policy_calls"] / 2})
     if "delta_vs_default" in evolution:
         out["beats_default_ci_excludes_zero"] = evolution["delta_vs_default"]["ci_low"] > 0
@@ -605,7 +610,8 @@ CALLS_TO_MATCH_HOW = (
     "From the rlhfkit_teleprompter's search history: the instruction it held after scoring the start and after "
     "each step (a predictor's proposals raced and tested) is scored on the held-out prompts (uncounted); its cost "
     "is the policy calls spent by the end of that step. calls_to_match_best_dspy is the first such cost whose "
-    "held-out score >= the best held-out score among COPRO, MIPROv2 and GEPA; null if no step reached it. It reads "
+    "held-out score >= the best held-out score among COPRO, MIPROv2 and GEPA; null if no step reached it, or if "
+    "that best score is not above the default instruction's (best_dspy_above_default false). It reads "
     "held-out scores the optimizer never sees; the instruction it finally returns is scored in heldout_score. "
     "rlhfkit_curve is the same for rlhfkit_evolution (train-best after each generation, plus its confirmation).")
 
@@ -843,7 +849,8 @@ def main() -> None:
         else None
     steps = teleprompter_curve(held, report[RLHFKIT]) if "history" in report.get(RLHFKIT, {}) else None
     timings["heldout_evaluation"] = round(time.perf_counter() - start, 1)
-    bar = goal(report, steps)
+    default_score = report["default"]["heldout_score"]
+    bar = goal(report, steps, default_score)
     if "heldout_score" in report.get(RLHFKIT, {}):
         report[RLHFKIT]["calls_to_match_best_dspy"] = bar["calls_to_match_best_dspy"]
     # The same bar among one other proposer's rows (the Teleprompter against the DSPy optimizers given that proposer).
@@ -851,7 +858,7 @@ def main() -> None:
     for proposer in others_in(report):
         rows = {m.split("@", 1)[0]: r for m, r in report.items() if m.endswith(f"@{proposer}")}
         curve_p = teleprompter_curve(held, rows[RLHFKIT]) if "history" in rows.get(RLHFKIT, {}) else None
-        goals_by_proposer[proposer], curves_by_proposer[proposer] = goal(rows, curve_p), curve_p
+        goals_by_proposer[proposer], curves_by_proposer[proposer] = goal(rows, curve_p, default_score), curve_p
         if "heldout_score" in rows.get(RLHFKIT, {}):
             rows[RLHFKIT]["calls_to_match_best_dspy"] = goals_by_proposer[proposer]["calls_to_match_best_dspy"]
     result = {
