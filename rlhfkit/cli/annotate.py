@@ -61,25 +61,29 @@ def serve(
     if host not in ("127.0.0.1", "localhost", "::1"):
         err_console.print(f"[yellow]warning:[/] binding to {host}: anyone who can reach it sees the login page")
     server = LocalServer(port=port, host=host, data_dir=data_dir)
-    with row_progress("starting Label Studio (the first start migrates its database, ~30 s)"):
-        try:
-            server.start()
-        except LabelStudioError as exc:
-            fail(str(exc))
-    atomic_write_text(server_file(), json.dumps({"url": server.url, "pid": server.process.pid}))
-    credentials = server.credentials
-    console.print(summary_table("Label Studio is running", {
-        "URL": server.url, "admin login": credentials.email, "admin password": credentials.password,
-        "API token": f"stored 0600 in {label_studio_dir() / 'credentials.json'}", "log": server.log_path}))
-    console.print("Create a project and send pairs: [bold]rlhfkit annotate push --pairs PAIRS.jsonl[/]; "
-                  "accounts for annotators: [bold]rlhfkit annotate invite EMAIL[/]. Ctrl-C stops the server.")
 
     def stop_on_signal(signum: int, frame: object) -> None:
         raise KeyboardInterrupt  # SIGTERM too (kill, systemd): Label Studio runs in its own session and would live on
 
+    # Before the server starts: a signal at any moment after it (while starting, or right as server.json appears)
+    # must stop it, never leave it running.
     signal.signal(signal.SIGTERM, stop_on_signal)
     signal.signal(signal.SIGINT, stop_on_signal)
+    written = False  # server.json is ours to remove only once this server wrote it (another may be running)
     try:
+        with row_progress("starting Label Studio (the first start migrates its database, ~30 s)"):
+            try:
+                server.start()
+            except LabelStudioError as exc:
+                fail(str(exc))
+        atomic_write_text(server_file(), json.dumps({"url": server.url, "pid": server.process.pid}))
+        written = True
+        credentials = server.credentials
+        console.print(summary_table("Label Studio is running", {
+            "URL": server.url, "admin login": credentials.email, "admin password": credentials.password,
+            "API token": f"stored 0600 in {label_studio_dir() / 'credentials.json'}", "log": server.log_path}))
+        console.print("Create a project and send pairs: [bold]rlhfkit annotate push --pairs PAIRS.jsonl[/]; "
+                      "accounts for annotators: [bold]rlhfkit annotate invite EMAIL[/]. Ctrl-C stops the server.")
         while server.process and server.process.poll() is None:
             time.sleep(1)
         fail(f"Label Studio exited with code {server.process.returncode}; see {server.log_path}")
@@ -87,7 +91,8 @@ def serve(
         console.print("stopping Label Studio ...")
     finally:
         server.stop()
-        server_file().unlink(missing_ok=True)
+        if written:
+            server_file().unlink(missing_ok=True)
 
 
 def _load_pairs(pairs_file: Path | None, store: Path | None) -> list[Pair]:
