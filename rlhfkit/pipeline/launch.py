@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -126,8 +127,6 @@ def run_training(ctx: Any, stage: str, train: Callable[[], Any]) -> None:
                       f"launch; output also in {log_path}")
     tail = bytearray()
     with open(log_path, "ab") as log_file:
-        import subprocess
-
         process = start_guarded(command, grace=10.0, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         try:
             assert process.stdout is not None

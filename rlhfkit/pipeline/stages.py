@@ -255,19 +255,20 @@ def _update_training(ctx: Context) -> Callable[[], Any]:
     if spec.method == "dpo":
         from policy.dpo import train_dpo
 
-        records, config = ctx.records(), DPOTrainingConfig(**section_values(spec.dpo, DPOTrainingConfig), **run)
-        return lambda: train_dpo(records, config)
+        # The data are read inside the call: a launching main process builds the config (recording its reads) but
+        # leaves the reading to the processes that train.
+        config = DPOTrainingConfig(**section_values(spec.dpo, DPOTrainingConfig), **run)
+        return lambda: train_dpo(ctx.records(), config)
     rewards = dict(reward_models=[str(ctx.reward_model_dir)], verifier="loose" if spec.verifier_reward else None)
-    prompts = ctx.prompts("train")
     if spec.method in ("grpo", "rloo"):
         from policy.rl import train_rl
 
         rl = RLTrainingConfig(**section_values(spec.rl, RLTrainingConfig), **run, **rewards, algo=spec.method)
-        return lambda: train_rl(prompts, rl)
+        return lambda: train_rl(ctx.prompts("train"), rl)
     from policy.ppo import train_ppo
 
     ppo = PPOTrainingConfig(**section_values(spec.ppo, PPOTrainingConfig), **run, **rewards)
-    return lambda: train_ppo(prompts, ppo)
+    return lambda: train_ppo(ctx.prompts("train"), ppo)
 
 
 def update(ctx: Context) -> dict[str, Any]:
